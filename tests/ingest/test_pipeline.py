@@ -150,4 +150,3 @@ def test_manifest_is_sqlite_with_one_row_per_file(tmp_path: Path, tiny_config: I
         rows = db.execute("SELECT path FROM files WHERE collection = 'documents'").fetchall()
         pending = db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
     assert len(rows) == 3 and pending == 0
-
