@@ -110,6 +110,15 @@ def decode_text(data: bytes) -> str:
     Raises:
         FileRejected: the bytes are not text in any encoding.
     """
+    text = _decode(data)
+    sample = (text or "")[:20000]
+    control = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\n\r\f")
+    if text is None or control > 0.05 * len(sample):
+        raise FileRejected("binary content, not text")
+    return text
+
+
+def _decode(data: bytes) -> str | None:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return data.decode(encoding)
@@ -122,32 +131,17 @@ def decode_text(data: bytes) -> str:
 
     best = from_bytes(data).best()
     if best is None:
-        raise FileRejected("binary content, not text")
-    encoding = best.encoding
-    if _LEGACY_SINGLE_BYTE.match(encoding):
+        return None
+    if _LEGACY_SINGLE_BYTE.match(best.encoding):
         try:
             return data.decode("cp1252")
         except UnicodeDecodeError:
             pass
-    text = str(best)
-    if _control_ratio(text) > 0.05:
-        raise FileRejected("binary content, not text")
-    return text
-
-
-def _control_ratio(text: str) -> float:
-    sample = text[:20000]
-    if not sample:
-        return 0.0
-    bad = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\n\r\f")
-    return bad / len(sample)
+    return str(best)
 
 
 def _read_text(path: Path) -> str:
-    text = decode_text(path.read_bytes())
-    if _control_ratio(text) > 0.05:
-        raise FileRejected("binary content, not text")
-    return text
+    return decode_text(path.read_bytes())
 
 
 # --- plain text, Markdown, reStructuredText ---------------------------------------

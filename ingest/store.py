@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -82,19 +83,41 @@ def upsert(
     metadatas: list[dict[str, Any]],
     batch_size: int,
 ) -> None:
-    """Upsert in batches no larger than the client allows."""
-    for first in range(0, len(ids), batch_size):
-        last = first + batch_size
-        collection.upsert(
-            ids=ids[first:last],
-            embeddings=embeddings[first:last],
-            documents=documents[first:last],
-            metadatas=metadatas[first:last],  # type: ignore[arg-type]
-        )
+    """Upsert in batches no larger than the client allows.
+
+    Raises:
+        IngestError: the store failed mid-write (the journal makes a rerun safe).
+    """
+    with _store_errors():
+        for first in range(0, len(ids), batch_size):
+            last = first + batch_size
+            collection.upsert(
+                ids=ids[first:last],
+                embeddings=embeddings[first:last],
+                documents=documents[first:last],
+                metadatas=metadatas[first:last],  # type: ignore[arg-type]
+            )
 
 
 def delete(collection: Collection, ids: Iterable[str], batch_size: int) -> None:
-    """Delete ids in batches; ids that are absent are ignored."""
+    """Delete ids in batches; ids that are absent are ignored.
+
+    Raises:
+        IngestError: the store failed mid-write (the journal makes a rerun safe).
+    """
     ids = list(ids)
-    for first in range(0, len(ids), batch_size):
-        collection.delete(ids=ids[first : first + batch_size])
+    with _store_errors():
+        for first in range(0, len(ids), batch_size):
+            collection.delete(ids=ids[first : first + batch_size])
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as e:  # a lost server, a full disk: every write is journalled first
+        detail = str(e).splitlines()[0][:160] if str(e) else ""
+        raise IngestError(
+            f"writing to Chroma failed ({type(e).__name__}: {detail}): fix the store, then run the same "
+            "command again to finish; nothing is lost"
+        ) from e

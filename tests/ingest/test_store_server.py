@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import socket
 import subprocess
@@ -24,32 +25,50 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def chroma_server(tmp_path: Path) -> Iterator[str]:
-    chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
-    if not Path(chroma).exists():
-        pytest.skip("the chroma CLI (from the chromadb package) is not installed")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [chroma, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+class ChromaServer:
+    """A real `chroma run` process on a free loopback port, restartable on the same data."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+        if not Path(chroma).exists():
+            pytest.skip("the chroma CLI (from the chromadb package) is not installed")
+        command = [chroma, "run", "--path", str(self.data), "--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2):
-                    break
+                with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=2):
+                    return
             except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail("chroma server did not start")
                 time.sleep(0.2)
-        yield url
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ChromaServer]:
+    running = ChromaServer(tmp_path / "server-data")
+    running.start()
+    try:
+        yield running
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        running.stop()
+
+
+@pytest.fixture
+def chroma_server(server: ChromaServer) -> str:
+    return server.url
 
 
 def test_ingest_list_remove_against_a_chroma_server(
@@ -78,3 +97,47 @@ def test_unreachable_server_is_a_one_line_error(tiny_config: IngestConfig, tmp_p
     config = dataclasses.replace(tiny_config, chroma_url=f"http://127.0.0.1:{_free_port()}")
     with pytest.raises(IngestError, match=r"cannot reach the Chroma server .* `chroma run"):
         ingest([tmp_path], config, progress=False)
+
+
+class _KillOnStep(logging.Handler):
+    def __init__(self, step: str, server: ChromaServer) -> None:
+        super().__init__()
+        self.step, self.server = step, server
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(f"step: {self.step}"):
+            self.server.stop()
+
+
+def test_server_lost_mid_ingest_then_rerun_completes(
+    tmp_path: Path, tiny_config: IngestConfig, server: ChromaServer
+) -> None:
+    config = dataclasses.replace(tiny_config, chroma_url=server.url)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for n in range(3):
+        (docs / f"d{n}.txt").write_text(f"Document {n} about battery cells. " * 30)
+    ingest([docs], config, progress=False)
+    for n in range(3):
+        (docs / f"d{n}.txt").write_text(f"Document {n}, second edition, about inverters. " * 30)
+
+    log = logging.getLogger("ragtune.ingest")
+    handler = _KillOnStep("embedded", server)
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        with pytest.raises(IngestError, match="run the same command again to finish") as info:
+            ingest([docs], config, progress=False)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(logging.NOTSET)
+    assert "\n" not in str(info.value)
+
+    server.start()
+    report = ingest([docs], config, progress=False)
+    assert report.count("updated") == 3
+    collection = open_collection(open_client(config.home_path, server.url), config.collection, config.embedding_model)
+    assert collection is not None
+    got = collection.get(include=["documents"])
+    assert set(got["ids"]) == {i for r in list_documents(config) for i in r.chunk_ids}
+    assert all("second edition" in d for d in got["documents"])
