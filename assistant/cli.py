@@ -3,9 +3,189 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+from typing import Any
 
+from assistant.config import AssistantConfig
 from ingest import cli as ingest_cli
+from ingest.config import IngestConfig, load_config, parse_assignments
+
+
+def configs(args: argparse.Namespace) -> tuple[IngestConfig, AssistantConfig]:
+    """The ingest config (where the documents are) and the assistant config, from one file and flags.
+
+    ``--set`` keys go to whichever config has them; a key neither has is an error naming it.
+    """
+    assignments = parse_assignments(args.overrides)
+    assistant_keys = {f.name for f in dataclasses.fields(AssistantConfig)}
+    ingest_keys = {f.name for f in dataclasses.fields(IngestConfig)}
+    for key in assignments:
+        if key not in assistant_keys | ingest_keys:
+            known = ", ".join(sorted(assistant_keys | ingest_keys))
+            from ingest.errors import IngestError
+
+            raise IngestError(f"unknown config key {key!r} in the command line; known keys: {known}")
+    ingest = ingest_cli.ingest_config(args, {k: v for k, v in assignments.items() if k in ingest_keys})
+    flags = {key: getattr(args, key, None) for key in ("k", "adapter", "model", "device")}
+    overrides: dict[str, Any] = {**{k: v for k, v in assignments.items() if k in assistant_keys}, **flags}
+    assistant = load_config(AssistantConfig, "assistant", ingest_cli.config_path(args), overrides)
+    return ingest, assistant
+
+
+def _retrieval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--collection", help="collection name (default: documents)")
+    p.add_argument("--k", type=int, help="how many chunks (default 5)")
+    p.add_argument("--source", help="only chunks of this file (path or file name)")
+    p.add_argument("--mmr", action="store_true", help="diversify results with maximal marginal relevance")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    """Add search, ask and eval to a ``ragtune`` parser."""
+    s = sub.add_parser(
+        "search",
+        parents=[parent],
+        help="show the chunks retrieved for a query",
+        description="Hybrid search (dense + BM25, reciprocal-rank fusion) over the ingested documents.",
+    )
+    s.add_argument("query", nargs="?", help="the search text")
+    s.add_argument(
+        "--batch", metavar="FILE", help='JSONL of {"id", "query"}: one JSON result per line, models loaded once'
+    )
+    _retrieval_options(s)
+    s.set_defaults(func=cmd_search)
+
+    a = sub.add_parser(
+        "ask",
+        parents=[parent],
+        help="answer a question from the documents, with citations",
+        description="Retrieve, answer with the local model, and list the cited sources.",
+    )
+    a.add_argument("question", help="the question")
+    a.add_argument("--no-rag", action="store_true", help="answer closed-book, without retrieval")
+    a.add_argument("--model", help="Hugging Face id or folder of the chat model")
+    a.add_argument("--adapter", help="PEFT adapter folder to apply")
+    a.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    _retrieval_options(a)
+    a.set_defaults(func=cmd_ask)
+
+    from assistant.evaluate import register as register_eval
+
+    register_eval(sub, parent)
+
+
+def _retriever(ingest: IngestConfig, config: AssistantConfig) -> Any:
+    from assistant.retrieval import Retriever
+
+    return Retriever(
+        ingest, candidates=config.candidates, rrf_k=config.rrf_k, min_score=config.min_score, device=config.device
+    )
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from assistant.errors import AssistantError
+
+    ingest, config = configs(args)
+    if not args.query and not args.batch:
+        raise AssistantError("give a query, or --batch FILE with one JSON object per line")
+    retriever = _retriever(ingest, config)
+    mmr = args.mmr or config.mmr
+    if args.batch:
+        for number, line in enumerate(_read_lines(args.batch), start=1):
+            try:
+                item = json.loads(line)
+                query_id, query = item["id"], item["query"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise AssistantError(f'{args.batch} line {number}: expected {{"id": ..., "query": ...}}') from None
+            result = retriever.search(query, config.k, source=args.source, mmr=mmr, mmr_lambda=config.mmr_lambda)
+            print(
+                json.dumps(
+                    {
+                        "id": query_id,
+                        "query": query,
+                        "relevant": result.relevant,
+                        "hits": [h.to_dict() for h in result.hits],
+                    }
+                )
+            )
+        return 0
+    result = retriever.search(args.query, config.k, source=args.source, mmr=mmr, mmr_lambda=config.mmr_lambda)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "query": args.query,
+                    "relevant": result.relevant,
+                    "seconds": round(result.seconds, 4),
+                    "hits": [h.to_dict() for h in result.hits],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    if not result.relevant:
+        print("nothing relevant found (no chunk reaches min_score); closest below the threshold:")
+    from assistant.prompt import source_label
+
+    for rank, hit in enumerate(result.hits or result.below_threshold, start=1):
+        print(
+            f"{rank}. {source_label(hit)}  chars {hit.metadata.get('start_char')}-{hit.metadata.get('end_char')}  "
+            f"score {hit.score:.4f}  similarity {hit.similarity:.3f}  dense #{hit.dense_rank}  bm25 #{hit.lexical_rank}"
+        )
+        print("   " + " ".join(hit.text.split())[:300])
+    return 0
+
+
+def _read_lines(path: str) -> list[str]:
+    from assistant.errors import AssistantError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line for line in f if line.strip()]
+    except OSError as e:
+        raise AssistantError(f"cannot read {path} ({e.strerror}): check the path") from None
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from assistant.answer import Answer, Token, ask
+    from assistant.model import load_model
+    from assistant.prompt import check_question, source_label
+
+    check_question(args.question)
+    ingest, config = configs(args)
+    retriever = None if args.no_rag else _retriever(ingest, config)
+    model = load_model(config, ingest.home_path)
+    answer: Answer | None = None
+    for event in ask(
+        args.question,
+        model,
+        retriever,
+        k=config.k,
+        answer_tokens=config.answer_tokens,
+        temperature=config.temperature,
+        source=args.source,
+        mmr=args.mmr or config.mmr,
+        mmr_lambda=config.mmr_lambda,
+    ):
+        if isinstance(event, Token) and not args.json:
+            print(event.text, end="", flush=True)
+        elif isinstance(event, Answer):
+            answer = event
+    assert answer is not None
+    if args.json:
+        print(json.dumps(answer.to_dict(), indent=2))
+        return 0
+    print()
+    if answer.sources:
+        print("\nSources:")
+        for n, hit in enumerate(answer.sources, start=1):
+            mark = "*" if n in answer.cited else " "
+            print(f"{mark}[{n}] {source_label(hit)}  (similarity {hit.similarity:.2f})  {hit.source}")
+    if answer.dropped:
+        print(f"({len(answer.dropped)} retrieved chunks did not fit the context and were left out)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,13 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn a folder of documents into a domain chat assistant.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    ingest_cli.register(sub, ingest_cli.common_options())
+    parent = ingest_cli.common_options()
+    ingest_cli.register(sub, parent)
+    register(sub, parent)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ragtune`` console script."""
-    return ingest_cli.run(build_parser().parse_args(argv))
+    from assistant.errors import AssistantError
+    from ingest.errors import IngestError
+
+    return ingest_cli.run(build_parser().parse_args(argv), (IngestError, AssistantError))
 
 
 if __name__ == "__main__":

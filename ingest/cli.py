@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ingest.config import IngestConfig, load_config, parse_assignments, resolve_home
@@ -69,12 +70,17 @@ def _collection_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--collection", help="collection name (default: documents)")
 
 
-def ingest_config(args: argparse.Namespace) -> IngestConfig:
-    """Config from the file, then ``--set`` overrides, then explicit flags."""
-    path = args.config
-    if path is None:
-        default = resolve_home(args.home) / CONFIG_NAME
-        path = default if default.exists() else None
+def config_path(args: argparse.Namespace) -> str | Path | None:
+    """``--config``, else ``HOME/config.toml`` when it exists."""
+    if args.config is not None:
+        return str(args.config)
+    default = resolve_home(args.home) / CONFIG_NAME
+    return default if default.exists() else None
+
+
+def ingest_config(args: argparse.Namespace, assignments: dict[str, str] | None = None) -> IngestConfig:
+    """Config from the file, then ``--set`` overrides (or ``assignments``), then explicit flags."""
+    path = config_path(args)
     flags = {
         key: getattr(args, key, None)
         for key in (
@@ -87,7 +93,8 @@ def ingest_config(args: argparse.Namespace) -> IngestConfig:
             "chroma_url",
         )
     }
-    overrides: dict[str, Any] = {**parse_assignments(args.overrides), **flags, "home": args.home}
+    given = parse_assignments(args.overrides) if assignments is None else assignments
+    overrides: dict[str, Any] = {**given, **flags, "home": args.home}
     return load_config(IngestConfig, "ingest", path, overrides)
 
 
@@ -153,7 +160,7 @@ def cmd_docs_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, user_errors: tuple[type[Exception], ...] = (IngestError,)) -> int:
     """Run a parsed subcommand; user errors become one line on stderr and exit code 2."""
     logging.basicConfig(
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
@@ -165,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except IngestError as e:
+    except user_errors as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -191,6 +191,7 @@ def ingest(
         if prune:
             vanished = [p for p in known if not Path(p).exists()]
             _remove(vanished, target, config, report)
+        _refresh_lexical(target, config)
         _collect_texts(home, manifest)
     report.files.sort(key=lambda f: f.path)
     report.seconds = time.perf_counter() - started
@@ -218,6 +219,7 @@ def remove_documents(paths: Iterable[str | os.PathLike[str]], config: IngestConf
                 )
             chosen.extend(m for m in matches if m not in chosen)
         _remove(chosen, target, config, report)
+        _refresh_lexical(target, config)
         _collect_texts(home, target.manifest)
     report.seconds = time.perf_counter() - started
     return report
@@ -342,6 +344,16 @@ def _recover(target: _Target, name: str) -> None:
     store.delete(target.collection, [i for ids in leftovers.values() for i in ids], target.batch)
     target.manifest.settle(name, leftovers)
     log.warning("repaired %d files left unfinished by an interrupted run", len(leftovers))
+
+
+def _refresh_lexical(target: _Target, config: IngestConfig) -> None:
+    """Rebuild the BM25 index unless it already matches the manifest."""
+    from ingest import lexical
+
+    ids = [i for record in target.manifest.files(config.collection).values() for i in record.chunk_ids]
+    if not lexical.is_current(config.home_path, config.collection, ids):
+        lexical.build(config.home_path, config.collection, target.collection, ids)
+        log.debug("step: lexical index rebuilt")
 
 
 def _metadata(p: _Prepared, c: Chunk) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -39,15 +40,20 @@ def build_tiny_embedder(folder: Path, max_seq_length: int = 128) -> Path:
         from sentence_transformers.sentence_transformer import modules as models
     except ImportError:  # sentence-transformers < 6
         from sentence_transformers import models  # type: ignore[no-redef]
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
+    # A fixed WordPiece vocabulary: every character (alone and as a continuation) and
+    # the words of a short text. Built, not trained, so it is the same on every run.
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(WordPiece(unk_token="[UNK]"))
+    text = _TOKENIZER_TEXT.lower()
+    chars = sorted({ch for ch in text if not ch.isspace()})
+    words = sorted({w for w in re.findall(r"\w+", text) if len(w) > 1})
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(specials + chars + [f"##{c}" for c in chars] + words))}
+    tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator([_TOKENIZER_TEXT] * 3, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
@@ -103,3 +109,89 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (shared evaluation data not checked out)")
     return path
+
+
+class ScriptedModel:
+    """A ChatModel that replies from a queue: the fake for prompt and answer logic.
+
+    Tokens are whitespace-separated words plus 4 per message, so tests can
+    reason about budgets exactly.
+    """
+
+    def __init__(self, context_window: int = 512) -> None:
+        self.name = "scripted"
+        self.context_window = context_window
+        self.replies: list[str] = []
+        self.prompts: list[list[dict[str, str]]] = []
+
+    def enqueue(self, *replies: str) -> ScriptedModel:
+        self.replies.extend(replies)
+        return self
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        return sum(4 + len(m["content"].split()) for m in messages)
+
+    def count_text(self, text: str) -> int:
+        return len(text.split())
+
+    def stream(self, messages, *, max_new_tokens: int, temperature: float = 0.0):
+        self.prompts.append(messages)
+        if not self.replies:
+            raise AssertionError("the scripted model was called more often than scripted")
+        for word in self.replies.pop(0).split(" ")[:max_new_tokens]:
+            yield word + " "
+
+
+@pytest.fixture
+def scripted() -> ScriptedModel:
+    return ScriptedModel()
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tiny_lm(folder: Path) -> Path:
+    """A causal LM from a config (Llama, 2 layers, hidden 64) with a tiny tokenizer and a chat template."""
+    import torch
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = sorted(set(re.findall(r"\w+|[^\w\s]", _TOKENIZER_TEXT.lower())))
+    specials = ["<unk>", "<|im_start|>", "<|im_end|>", "<pad>"]
+    vocab = {t: i for i, t in enumerate(specials + words)}
+    tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        eos_token="<|im_end|>",
+        pad_token="<pad>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=512,
+        eos_token_id=vocab["<|im_end|>"],
+        pad_token_id=vocab["<pad>"],
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of a tiny random-weight chat model."""
+    return str(build_tiny_lm(tmp_path_factory.mktemp("tiny-lm")))

