@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,6 +103,12 @@ def tiny_config(tiny_embedder: str, _isolated_home: Path):
     from ingest import IngestConfig
 
     return IngestConfig(home=str(_isolated_home), embedding_model=tiny_embedder, chunk_tokens=48, chunk_overlap=8)
+
+
+def run_ragtune(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """Run the ``ragtune`` command in a subprocess (same interpreter), capturing its output."""
+    code = "import sys; from assistant.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
 
 
 def shared_data(*parts: str) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from ingest import IngestConfig, list_documents
 from ingest.embedding import embed, load_embedder
 from ingest.store import open_client, open_collection
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, run_ragtune
 
 # Questions whose answer is in exactly one sample file.
 QUESTIONS = {
@@ -24,22 +22,17 @@ QUESTIONS = {
 }
 
 
-def _ragtune(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from assistant.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
-
-
 @pytest.mark.slow
 def test_ingest_sample_corpus_list_and_retrieve(_isolated_home: Path, bundled_embedder: str) -> None:
-    first = _ragtune("ingest")
+    first = run_ragtune("ingest")
     assert first.returncode == 0, first.stderr
     files = sorted(p.name for p in SAMPLE.iterdir() if p.is_file())
     assert f"{len(files)} files - {len(files)} ingested" in first.stdout
 
-    again = _ragtune("ingest")
+    again = run_ragtune("ingest")
     assert f"{len(files)} unchanged" in again.stdout and "chunks +0 -0" in again.stdout
 
-    listing = _ragtune("docs", "list")
+    listing = run_ragtune("docs", "list")
     assert listing.returncode == 0
     for name in files:
         assert name in listing.stdout

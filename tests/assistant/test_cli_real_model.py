@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-def _ragtune(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from assistant.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=900)
+from tests.conftest import run_ragtune
 
 
 @pytest.mark.slow
@@ -22,20 +17,20 @@ def test_search_and_ask_with_the_bundled_models(tmp_path: Path, bundled_embedder
     docs.mkdir()
     (docs / "club.txt").write_text("The secret password of the Zork club is PINEAPPLE. Members meet on Tuesdays.\n")
     (docs / "garden.txt").write_text("Tomatoes need sun, water and a stake to climb.\n")
-    assert _ragtune("ingest", str(docs)).returncode == 0
+    assert run_ragtune("ingest", str(docs)).returncode == 0
 
-    found = _ragtune("search", "Zork club password", "--json", "--k", "1")
+    found = run_ragtune("search", "Zork club password", "--json", "--k", "1")
     assert found.returncode == 0, found.stderr
     hit = json.loads(found.stdout)["hits"][0]
     assert hit["source"].endswith("club.txt") and "PINEAPPLE" in hit["text"]
 
     batch = tmp_path / "queries.jsonl"
     batch.write_text('{"id": "a", "query": "tomatoes"}\n{"id": "b", "query": "Zork"}\n')
-    lines = [json.loads(x) for x in _ragtune("search", "--batch", str(batch), "--k", "1").stdout.splitlines()]
+    lines = [json.loads(x) for x in run_ragtune("search", "--batch", str(batch), "--k", "1").stdout.splitlines()]
     assert [x["id"] for x in lines] == ["a", "b"]
     assert lines[0]["hits"][0]["source"].endswith("garden.txt")
 
-    asked = _ragtune("ask", "What is the secret password of the Zork club?", "--json", "--k", "2")
+    asked = run_ragtune("ask", "What is the secret password of the Zork club?", "--json", "--k", "2")
     assert asked.returncode == 0, asked.stderr
     answer = json.loads(asked.stdout)
     assert "pineapple" in answer["answer"].lower()
@@ -43,10 +38,10 @@ def test_search_and_ask_with_the_bundled_models(tmp_path: Path, bundled_embedder
     assert answer["tokens"]["prompt"] > 0 and answer["tokens"]["completion"] > 0
     assert answer["timings"]["first_token_s"] > 0
 
-    empty = _ragtune("ask", "   ")
+    empty = run_ragtune("ask", "   ")
     assert empty.returncode == 2 and empty.stderr.startswith("error: the question is empty")
-    assert _ragtune("ask", "hello", "--collection", "nothing-here").stderr.startswith(
+    assert run_ragtune("ask", "hello", "--collection", "nothing-here").stderr.startswith(
         "error: collection 'nothing-here' is empty"
     )
-    missing = _ragtune("ask", "hello", "--no-rag", "--model", str(tmp_path / "no-model"))
+    missing = run_ragtune("ask", "hello", "--no-rag", "--model", str(tmp_path / "no-model"))
     assert missing.returncode == 2 and "could not be loaded" in missing.stderr

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ingest import IngestConfig, IngestError, load_config, resolve_home
 from ingest.config import parse_assignments
+from tests.conftest import run_ragtune
 
 
 def test_toml_then_overrides(tmp_path: Path) -> None:
@@ -54,13 +53,8 @@ def test_home_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     assert resolve_home() == Path(".ragtune")
 
 
-def _ragtune(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from assistant.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
-
-
 def test_cli_config_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    result = _ragtune("ingest", str(tmp_path), "--set", "chunk_sise=10")
+    result = run_ragtune("ingest", str(tmp_path), "--set", "chunk_sise=10")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown config key 'chunk_sise'")
@@ -71,7 +65,7 @@ def test_cli_reads_config_from_the_data_home(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     (home / "config.toml").write_text("[ingest]\nmax_file_mb = -1\n")
-    result = _ragtune("docs", "list")
+    result = run_ragtune("docs", "list")
     assert result.returncode == 2 and "max_file_mb must be positive" in result.stderr
 
 
@@ -80,7 +74,7 @@ def test_cli_nothing_ingestible_exits_1(tmp_path: Path, tiny_embedder: str) -> N
     docs.mkdir()
     (docs / "a.xlsx").write_bytes(b"PK")
     (docs / "b.txt").write_bytes(b"")
-    result = _ragtune("ingest", str(docs), "--embedding-model", tiny_embedder)
+    result = run_ragtune("ingest", str(docs), "--embedding-model", tiny_embedder)
     assert result.returncode == 1
     assert "skipped   " in result.stdout and "unsupported type .xlsx" in result.stdout
     assert "nothing could be ingested" in result.stderr
