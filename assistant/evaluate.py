@@ -151,6 +151,8 @@ def _first_hit(question: Question, folder: Path, spans: list[tuple[str, int, int
 
 def evaluate_retrieval(dataset: Dataset, ingest_config: IngestConfig, device: str = "auto") -> dict[str, Any]:
     """recall@1/5/10 and MRR of ragtune's retriever and of the LangChain baseline."""
+    from tqdm import tqdm
+
     from assistant.retrieval import Retriever
     from finetune.metrics import mean_reciprocal_rank, recall_at
 
@@ -160,7 +162,7 @@ def evaluate_retrieval(dataset: Dataset, ingest_config: IngestConfig, device: st
     ours: list[int | None] = []
     theirs: list[int | None] = []
     started = time.perf_counter()
-    for q in dataset.questions:
+    for q in tqdm(dataset.questions, desc="retrieval", unit="question", disable=None):
         hits = retriever.search(q.question, max(KS)).hits
         ours.append(_first_hit(q, folder, [(h.source, h.metadata["start_char"], h.metadata["end_char"]) for h in hits]))
         theirs.append(_first_hit(q, folder, baseline.search(q.question, max(KS))))
@@ -237,6 +239,8 @@ def evaluate_answers(
     answer_tokens: int = 32,
 ) -> dict[str, Any]:
     """EM/F1 for each arm (closed-book, rag, oracle), with and without an adapter."""
+    from tqdm import tqdm
+
     from assistant.answer import Answer, ask
     from assistant.model import load_model
     from assistant.retrieval import Hit, Retriever
@@ -261,7 +265,7 @@ def evaluate_answers(
         for arm in arms:
             em = f1_total = 0.0
             started = time.perf_counter()
-            for q in dataset.questions:
+            for q in tqdm(dataset.questions, desc=f"{label}/{arm}", unit="question", disable=None):
                 context = None
                 if arm == "oracle":
                     context = [Hit("oracle", q.context, {"source": q.document}, 1.0, 1.0, 1, 1)]

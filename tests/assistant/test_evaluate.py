@@ -82,3 +82,24 @@ def test_retrieval_eval_scores_ours_and_the_baseline(tmp_path: Path, tiny_config
     # Each question shares rare words with its own paragraph only: BM25 ranks it first.
     assert result["ragtune"]["recall@1"] == 1.0
     assert result["ragtune"]["recall@5"] == result["baseline"]["recall@5"] == 1.0
+
+
+def test_answers_eval_runs_every_arm_with_and_without_an_adapter(tmp_path: Path, tiny_config, tiny_lm: str) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from assistant.config import AssistantConfig
+    from assistant.evaluate import evaluate_answers
+
+    adapter = tmp_path / "adapter"
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_lm), LoraConfig(r=2)).save_pretrained(adapter)
+    jsonl = tmp_path / "qa.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in ROWS))
+    config = AssistantConfig(model=tiny_lm, context_window=512, answer_tokens=8, k=2, candidates=3, min_score=-1.0)
+    result = evaluate_answers(
+        load_dataset(jsonl), tiny_config, config, ["closed-book", "rag", "oracle"], str(adapter), answer_tokens=4
+    )
+    assert result["questions"] == 3
+    assert set(result["arms"]) == {f"{v}/{a}" for v in ("base", "adapter") for a in ("closed-book", "rag", "oracle")}
+    for row in result["arms"].values():
+        assert 0.0 <= row["em"] <= row["f1"] <= 100.0 and row["seconds"] >= 0
