@@ -103,10 +103,18 @@ class Retriever:
         client = store.open_client(home, ingest_config.chroma_url)
         collection = None
         records = list_documents(ingest_config)
+        model_name = ingest_config.embedding_model
         if records:
-            # The collection knows which embedder built it; queries must use the same one.
-            existing = client.get_collection(name, embedding_function=None)
-            model_name = (existing.metadata or {}).get("embedding_model") or ingest_config.embedding_model
+            from chromadb.errors import NotFoundError
+
+            try:  # the collection knows which embedder built it; queries must use the same one
+                existing = client.get_collection(name, embedding_function=None)
+            except (NotFoundError, ValueError):
+                raise AssistantError(
+                    f"collection {name!r} is listed in the manifest but missing from the store: "
+                    f"re-ingest with `ragtune ingest PATH --collection {name}`"
+                ) from None
+            model_name = (existing.metadata or {}).get("embedding_model") or model_name
             collection = store.open_collection(client, name, model_name, create=False)
         if collection is None or not records:
             raise AssistantError(f"collection {name!r} is empty: add documents first with `ragtune ingest PATH`")

@@ -407,6 +407,14 @@ def _opened(config: IngestConfig) -> Iterator[_Target]:
         assert collection is not None
         target = _Target(manifest, collection, client.get_max_batch_size())
         _recover(target, config.collection)
+        lost = manifest.files(config.collection)
+        if lost and collection.count() == 0:  # the store was wiped or replaced under the manifest
+            log.warning(
+                "collection %r lost its %d files in the store; they will be ingested again",
+                config.collection,
+                len(lost),
+            )
+            manifest.settle(config.collection, manifest.retire(config.collection, list(lost)))
         yield target
     finally:
         manifest.close()

@@ -150,3 +150,12 @@ def test_manifest_is_sqlite_with_one_row_per_file(tmp_path: Path, tiny_config: I
         rows = db.execute("SELECT path FROM files WHERE collection = 'documents'").fetchall()
         pending = db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
     assert len(rows) == 3 and pending == 0
+
+
+def test_a_wiped_store_is_noticed_and_refilled(tmp_path: Path, tiny_config: IngestConfig) -> None:
+    corpus = _corpus(tmp_path / "docs")
+    first = ingest([corpus], tiny_config, progress=False)
+    open_client(tiny_config.home_path).delete_collection(tiny_config.collection)
+    again = ingest([corpus], tiny_config, progress=False)
+    assert again.count("added") == first.count("added") == 3
+    assert set(_state(tiny_config)) == _manifest_ids(tiny_config)
