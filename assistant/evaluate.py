@@ -215,14 +215,8 @@ class _Baseline:
                 }
                 for d in docs
             ]
-            batch = client.get_max_batch_size()
-            for first in range(0, len(docs), batch):
-                self.collection.add(
-                    ids=[str(i) for i in range(first, min(first + batch, len(docs)))],
-                    embeddings=vectors[first : first + batch],
-                    documents=texts[first : first + batch],
-                    metadatas=metas[first : first + batch],  # type: ignore[arg-type]
-                )
+            ids = [str(i) for i in range(len(docs))]
+            store.upsert(self.collection, ids, vectors, texts, metas, client.get_max_batch_size())
 
     def search(self, query: str, k: int) -> list[tuple[str, int, int]]:
         vector = self.embedder.encode([query], normalize_embeddings=True, show_progress_bar=False)

@@ -164,7 +164,7 @@ class Retriever:
             got: Any = self.collection.get(ids=unknown, include=["metadatas"]) if unknown else None
             allowed = (
                 set(dense_rank)
-                | {cid for cid, m in zip(got["ids"], got["metadatas"], strict=True) if _matches(dict(m), source)}
+                | {cid for cid, m in zip(got["ids"], got["metadatas"], strict=True) if _matches(m, where)}
                 if got
                 else set(dense_rank)
             )
@@ -216,13 +216,10 @@ def _source_filter(source: str | None) -> dict[str, Any] | None:
     return {"$or": [{"source": source}, {"file_name": source}]}
 
 
-def _matches(meta: dict[str, Any], source: str | None) -> bool:
-    where = _source_filter(source)
-    if where is None:
-        return True
-    if "source" in where:
-        return bool(meta.get("source") == where["source"])
-    return source in (meta.get("source"), meta.get("file_name"))
+def _matches(meta: Any, where: dict[str, Any]) -> bool:
+    """Whether chunk metadata passes a filter made by :func:`_source_filter`."""
+    clauses = where.get("$or", [where])
+    return any(all(meta.get(key) == value for key, value in clause.items()) for clause in clauses)
 
 
 def _mmr(hits: list[Hit], vectors: dict[str, Any], k: int, weight: float) -> list[Hit]:

@@ -203,3 +203,19 @@ def build_tiny_lm(folder: Path) -> Path:
 def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Path of a tiny random-weight chat model."""
     return str(build_tiny_lm(tmp_path_factory.mktemp("tiny-lm")))
+
+
+def make_adapter(base: str, folder: Path, recorded_base: str | None = None) -> Path:
+    """Save a small LoRA adapter for ``base``; ``recorded_base`` overrides the base it names."""
+    import json
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=2, target_modules="all-linear"))
+    model.save_pretrained(folder)
+    if recorded_base is not None:
+        config = json.loads((folder / "adapter_config.json").read_text())
+        config["base_model_name_or_path"] = recorded_base
+        (folder / "adapter_config.json").write_text(json.dumps(config))
+    return folder

@@ -9,6 +9,7 @@ import pytest
 
 from assistant.errors import AssistantError
 from assistant.evaluate import evaluate_retrieval, load_dataset
+from tests.conftest import make_adapter
 
 ROWS = [
     {
@@ -85,14 +86,10 @@ def test_retrieval_eval_scores_ours_and_the_baseline(tmp_path: Path, tiny_config
 
 
 def test_answers_eval_runs_every_arm_with_and_without_an_adapter(tmp_path: Path, tiny_config, tiny_lm: str) -> None:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
     from assistant.config import AssistantConfig
     from assistant.evaluate import evaluate_answers
 
-    adapter = tmp_path / "adapter"
-    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_lm), LoraConfig(r=2)).save_pretrained(adapter)
+    adapter = make_adapter(tiny_lm, tmp_path / "adapter")
     jsonl = tmp_path / "qa.jsonl"
     jsonl.write_text("\n".join(json.dumps(r) for r in ROWS))
     config = AssistantConfig(model=tiny_lm, context_window=512, answer_tokens=8, k=2, candidates=3, min_score=-1.0)

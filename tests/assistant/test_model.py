@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from assistant.errors import AssistantError
 from assistant.model import LocalModel, complete
+from tests.conftest import make_adapter
 
 
 def test_tiny_model_counts_and_streams(tiny_lm: str, tmp_path: Path) -> None:
@@ -21,25 +21,10 @@ def test_tiny_model_counts_and_streams(tiny_lm: str, tmp_path: Path) -> None:
     assert complete(model, messages, max_new_tokens=5) == "".join(pieces), "greedy decoding is deterministic"
 
 
-def _adapter(tiny_lm: str, folder: Path, base: str | None = None) -> Path:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    peft_model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(tiny_lm), LoraConfig(r=2, target_modules="all-linear")
-    )
-    peft_model.save_pretrained(folder)
-    if base is not None:
-        config = json.loads((folder / "adapter_config.json").read_text())
-        config["base_model_name_or_path"] = base
-        (folder / "adapter_config.json").write_text(json.dumps(config))
-    return folder
-
-
 def test_adapter_loads_and_a_foreign_one_is_refused(tiny_lm: str, tmp_path: Path) -> None:
-    model = LocalModel(tiny_lm, tmp_path, adapter=str(_adapter(tiny_lm, tmp_path / "ours")))
+    model = LocalModel(tiny_lm, tmp_path, adapter=str(make_adapter(tiny_lm, tmp_path / "ours")))
     assert type(model.model).__name__.startswith("Peft")
-    foreign = _adapter(tiny_lm, tmp_path / "foreign", base="meta-llama/Llama-3.1-8B-Instruct")
+    foreign = make_adapter(tiny_lm, tmp_path / "foreign", recorded_base="meta-llama/Llama-3.1-8B-Instruct")
     with pytest.raises(AssistantError, match=r"was trained for base model 'meta-llama/Llama-3.1-8B-Instruct'"):
         LocalModel(tiny_lm, tmp_path, adapter=str(foreign))
     with pytest.raises(AssistantError, match=r"adapter .* not found"):
