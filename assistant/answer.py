@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
+from assistant.events import Answer, Token
 from assistant.model import ChatModel, Message, complete
 from assistant.prompt import (
     NOTHING_RELEVANT,
@@ -16,47 +15,12 @@ from assistant.prompt import (
     clean_rewrite,
     pack,
     rewrite_messages,
-    source_label,
 )
 from assistant.retrieval import Hit, Retriever
 
+__all__ = ["Answer", "Token", "ask", "cited_numbers"]
+
 _CITATION = re.compile(r"\[(\d{1,3})\]")
-
-
-@dataclass
-class Token:
-    """A piece of the answer as it streams."""
-
-    text: str
-
-
-@dataclass
-class Answer:
-    """The finished answer with its sources and numbers."""
-
-    question: str
-    query: str  # what was searched: the question, or its standalone rewrite
-    text: str
-    sources: list[Hit] = field(default_factory=list)  # [n] in the text is sources[n - 1]
-    dropped: list[Hit] = field(default_factory=list)
-    relevant: bool = True  # False: retrieval found nothing relevant
-    cited: list[int] = field(default_factory=list)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "question": self.question,
-            "query": self.query,
-            "answer": self.text,
-            "relevant": self.relevant,
-            "cited": self.cited,
-            "sources": [{"n": n, "label": source_label(h), **h.to_dict()} for n, h in enumerate(self.sources, 1)],
-            "dropped": [h.to_dict() for h in self.dropped],
-            "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
-            "timings": {k: round(v, 4) for k, v in self.timings.items()},
-        }
 
 
 def ask(
@@ -110,7 +74,7 @@ def ask(
     timings["generation_s"] = time.perf_counter() - generation_started
     timings["total_s"] = time.perf_counter() - started
     text = "".join(pieces).strip()
-    cited = sorted({int(n) for n in _CITATION.findall(text) if 1 <= int(n) <= len(packed.sources)})
+    cited = cited_numbers(text, len(packed.sources))
     yield Answer(
         question,
         query,
@@ -123,3 +87,8 @@ def ask(
         model.count_text(text),
         timings,
     )
+
+
+def cited_numbers(text: str, count: int) -> list[int]:
+    """The source numbers ``[n]`` that ``text`` cites, among ``1..count``."""
+    return sorted({int(n) for n in _CITATION.findall(text) if 1 <= int(n) <= count})

@@ -65,11 +65,20 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     a.add_argument("question", help="the question")
     a.add_argument("--no-rag", action="store_true", help="answer closed-book, without retrieval")
+    a.add_argument(
+        "--agent", action="store_true", help="let the model call tools (documents, calculator, date); show the trace"
+    )
     a.add_argument("--model", help="Hugging Face id or folder of the chat model")
     a.add_argument("--adapter", help="PEFT adapter folder to apply")
     a.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     _retrieval_options(a)
     a.set_defaults(func=cmd_ask)
+
+    t = sub.add_parser("tools", help="the agent's tools", description="The tools the agent may call.")
+    tsub = t.add_subparsers(dest="tools_command", required=True, metavar="{list}")
+    tl = tsub.add_parser("list", parents=[parent], help="show every tool with its JSON schema")
+    tl.add_argument("--json", action="store_true", help="print the schemas as JSON")
+    tl.set_defaults(func=cmd_tools_list)
 
     from assistant.evaluate import register as register_eval
 
@@ -82,6 +91,40 @@ def _retriever(ingest: IngestConfig, config: AssistantConfig) -> Any:
     return Retriever(
         ingest, candidates=config.candidates, rrf_k=config.rrf_k, min_score=config.min_score, device=config.device
     )
+
+
+def make_registry(ingest: IngestConfig, config: AssistantConfig) -> Any:
+    """The built-in tools (document tools over the configured collection) plus the user's.
+
+    The retriever is opened on the first document search, so listing tools loads no model.
+    """
+    import functools
+
+    from assistant.tools import build_registry
+
+    return build_registry(ingest, functools.cache(lambda: _retriever(ingest, config)), config.tools)
+
+
+def cmd_tools_list(args: argparse.Namespace) -> int:
+    ingest, config = configs(args)
+    registry = make_registry(ingest, config)
+    if args.json:
+        print(json.dumps([{**t.schema(), "origin": t.origin} for t in registry], indent=2))
+        return 0
+    for t in registry:
+        properties = t.parameters.get("properties", {})
+        required = set(t.parameters.get("required", []))
+        params = ", ".join(
+            f"{name}{'' if name in required else '?'}: {spec.get('type', 'any')}"
+            + (f" = {json.dumps(spec['default'])}" if "default" in spec else "")
+            for name, spec in properties.items()
+        )
+        print(f"{t.name}({params})  [{t.origin}]")
+        print(f"    {t.description}")
+        for name, spec in properties.items():
+            enum = f" one of {spec['enum']}" if "enum" in spec else ""
+            print(f"      {name}: {spec.get('description', '')}{enum}")
+    return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -149,35 +192,62 @@ def _read_lines(path: str) -> list[str]:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from assistant.answer import Answer, Token, ask
+    from assistant.answer import ask
+    from assistant.events import Answer, Token, ToolCall, ToolResult
     from assistant.model import load_model
     from assistant.prompt import check_question, source_label
 
     check_question(args.question)
     ingest, config = configs(args)
-    retriever = None if args.no_rag else _retriever(ingest, config)
-    model = load_model(config, ingest.home_path)
+    if args.agent:
+        from assistant.agent import run_agent
+
+        registry = make_registry(ingest, config)
+        model = load_model(config, ingest.home_path)
+        events: Any = run_agent(
+            args.question,
+            model,
+            registry,
+            max_steps=config.max_steps,
+            answer_tokens=config.answer_tokens,
+            temperature=config.temperature,
+            tool_timeout=config.tool_timeout,
+            tool_output_chars=config.tool_output_chars,
+        )
+    else:
+        retriever = None if args.no_rag else _retriever(ingest, config)
+        model = load_model(config, ingest.home_path)
+        events = ask(
+            args.question,
+            model,
+            retriever,
+            k=config.k,
+            answer_tokens=config.answer_tokens,
+            temperature=config.temperature,
+            source=args.source,
+            mmr=args.mmr or config.mmr,
+            mmr_lambda=config.mmr_lambda,
+        )
     answer: Answer | None = None
-    for event in ask(
-        args.question,
-        model,
-        retriever,
-        k=config.k,
-        answer_tokens=config.answer_tokens,
-        temperature=config.temperature,
-        source=args.source,
-        mmr=args.mmr or config.mmr,
-        mmr_lambda=config.mmr_lambda,
-    ):
-        if isinstance(event, Token) and not args.json:
-            print(event.text, end="", flush=True)
-        elif isinstance(event, Answer):
+    for event in events:
+        if isinstance(event, Answer):
             answer = event
+        elif args.json:
+            continue
+        elif isinstance(event, Token):
+            print(event.text, end="", flush=True)
+        elif isinstance(event, ToolCall):
+            print(f"\n→ {event}", flush=True)
+        elif isinstance(event, ToolResult):
+            shown = " ".join((event.content if event.ok else f"error: {event.error}").split())
+            print(f"← {shown[:200]}{'…' if len(shown) > 200 else ''}  ({event.seconds:.2f} s)", flush=True)
     assert answer is not None
     if args.json:
         print(json.dumps(answer.to_dict(), indent=2))
         return 0
     print()
+    if answer.stopped and answer.stopped != "answer":
+        print(f"(the agent stopped calling tools: {answer.stopped.replace('_', ' ')})")
     if answer.sources:
         print("\nSources:")
         for n, hit in enumerate(answer.sources, start=1):

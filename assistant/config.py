@@ -30,6 +30,10 @@ class AssistantConfig:
     answer_tokens: int = 256  # tokens reserved for the answer
     temperature: float = 0.0  # 0: greedy decoding
     repetition_penalty: float = 1.0  # above 1.0 discourages repeated text
+    tools: tuple[str, ...] = ()  # extra agent tools: "module", "module:function" or "file.py"
+    max_steps: int = 4  # rounds of tool calls before the agent must answer
+    tool_timeout: float = 20.0  # seconds a tool call may run
+    tool_output_chars: int = 4000  # longest tool result the model is shown; longer is an error
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.candidates < self.k:
@@ -44,3 +48,5 @@ class AssistantConfig:
             raise AssistantError("repetition_penalty must be positive (1.0: off)")
         if self.temperature < 0:
             raise AssistantError("temperature must be 0 or more")
+        if self.max_steps < 1 or self.tool_timeout <= 0 or self.tool_output_chars < 200:
+            raise AssistantError("need max_steps >= 1, tool_timeout > 0 and tool_output_chars >= 200")

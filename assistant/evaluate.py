@@ -284,9 +284,9 @@ def evaluate_answers(
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
-    """Add ``eval retrieval`` and ``eval answers`` to a ``ragtune`` parser."""
-    p = sub.add_parser("eval", help="measure retrieval and answers on a question set")
-    kinds = p.add_subparsers(dest="eval_command", required=True, metavar="{retrieval,answers}")
+    """Add ``eval retrieval``, ``eval answers`` and ``eval tools`` to a ``ragtune`` parser."""
+    p = sub.add_parser("eval", help="measure retrieval, answers and tool use on an eval set")
+    kinds = p.add_subparsers(dest="eval_command", required=True, metavar="{retrieval,answers,tools}")
     r = kinds.add_parser("retrieval", parents=[parent], help="recall@k and MRR, ours and the LangChain baseline")
     a = kinds.add_parser("answers", parents=[parent], help="EM/F1 for closed-book, RAG and oracle-context arms")
     for q in (r, a):
@@ -299,6 +299,10 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     a.add_argument("--answer-tokens", type=int, default=32, help="tokens per answer")
     r.set_defaults(func=cmd_eval_retrieval)
     a.set_defaults(func=cmd_eval_answers)
+
+    from assistant.tool_eval import register as register_tools
+
+    register_tools(kinds, parent)
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any], table: list[str]) -> int:

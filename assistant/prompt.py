@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.errors import AssistantError
+from assistant.model import Message
 from assistant.retrieval import Hit
-
-Message = dict[str, str]
 
 SYSTEM_RAG = (
     "You answer questions using only the numbered sources given with the question. "

@@ -140,6 +140,11 @@ def _checked(cls: type, table: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
+    if typing.get_origin(hint) is tuple:  # tuple[str, ...]: a TOML list, or "a,b" on the command line
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise IngestError(f"config key {key!r} in {where} expects a list of strings, got {value!r}")
+        return tuple(items)
     kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     kinds = tuple(k for k in kinds if k is not type(None))
     kind = kinds[0]

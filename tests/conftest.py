@@ -120,34 +120,40 @@ def shared_data(*parts: str) -> Path:
 
 
 class ScriptedModel:
-    """A ChatModel that replies from a queue: the fake for prompt and answer logic.
+    """A ChatModel that replies from a queue: the fake for prompt, answer and agent logic.
 
     Tokens are whitespace-separated words plus 4 per message, so tests can
-    reason about budgets exactly.
+    reason about budgets exactly. ``prompts`` and ``tools`` record what each
+    call was given; ``supports_tools`` picks the agent's native or prompt format.
     """
 
-    def __init__(self, context_window: int = 512) -> None:
+    def __init__(self, context_window: int = 512, supports_tools: bool = False) -> None:
         self.name = "scripted"
         self.context_window = context_window
+        self.supports_tools = supports_tools
         self.replies: list[str] = []
-        self.prompts: list[list[dict[str, str]]] = []
+        self.prompts: list[list[dict]] = []
+        self.tools: list[list[dict] | None] = []
 
     def enqueue(self, *replies: str) -> ScriptedModel:
         self.replies.extend(replies)
         return self
 
-    def count_tokens(self, messages: list[dict[str, str]]) -> int:
-        return sum(4 + len(m["content"].split()) for m in messages)
+    def count_tokens(self, messages: list[dict], tools: list[dict] | None = None) -> int:
+        schema_words = len(str(tools).split()) if tools else 0
+        return schema_words + sum(4 + len(str(m.get("content") or "").split()) for m in messages)
 
     def count_text(self, text: str) -> int:
         return len(text.split())
 
-    def stream(self, messages, *, max_new_tokens: int, temperature: float = 0.0):
+    def stream(self, messages, *, max_new_tokens: int, temperature: float = 0.0, tools=None):
         self.prompts.append(messages)
+        self.tools.append(tools)
         if not self.replies:
             raise AssertionError("the scripted model was called more often than scripted")
-        for word in self.replies.pop(0).split(" ")[:max_new_tokens]:
-            yield word + " "
+        words = self.replies.pop(0).split(" ")[:max_new_tokens]
+        for n, word in enumerate(words):
+            yield word + (" " if n < len(words) - 1 else "")
 
 
 @pytest.fixture

@@ -20,4 +20,5 @@ def test_shipped_config_loads(path) -> None:
     assert set(tables) <= set(SECTIONS), f"unknown tables {set(tables) - set(SECTIONS)}"
     for section, cls in SECTIONS.items():
         if section in tables:
-            assert load_config(cls, section, path) == cls(**tables[section])
+            values = {k: tuple(v) if isinstance(v, list) else v for k, v in tables[section].items()}
+            assert load_config(cls, section, path) == cls(**values)

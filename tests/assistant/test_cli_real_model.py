@@ -1,4 +1,4 @@
-"""`ragtune search` and `ragtune ask` end to end with the real bundled embedder and model."""
+"""`ragtune search`, `ragtune ask` and `ragtune ask --agent` end to end with the real bundled embedder and model."""
 
 from __future__ import annotations
 
@@ -37,6 +37,14 @@ def test_search_and_ask_with_the_bundled_models(tmp_path: Path, bundled_embedder
     assert answer["sources"][0]["source"].endswith("club.txt")
     assert answer["tokens"]["prompt"] > 0 and answer["tokens"]["completion"] > 0
     assert answer["timings"]["first_token_s"] > 0
+
+    # agent mode: the bundled model gets the tool prompt and always comes back with an answer
+    agent = run_ragtune("ask", "--agent", "What is 17 times 23?", "--json", "--set", "answer_tokens=48")
+    assert agent.returncode == 0, agent.stderr
+    reply = json.loads(agent.stdout)
+    assert reply["answer"].strip() and reply["stopped"] in ("answer", "step_limit", "unreadable_call", "empty_reply")
+    assert reply["tokens"]["prompt"] > 300  # the system prompt carries the five tool schemas
+    assert all(c["name"] for c in reply["calls"])
 
     empty = run_ragtune("ask", "   ")
     assert empty.returncode == 2 and empty.stderr.startswith("error: the question is empty")
