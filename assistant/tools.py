@@ -283,7 +283,7 @@ def execute(tool: Tool, arguments: Any, timeout: float) -> Outcome:
     def work() -> None:
         try:
             box["value"] = tool(**checked)
-        except ToolError as e:
+        except (ToolError, AssistantError) as e:  # a request the tool refuses, in its own words
             box["error"] = str(e)
         except Exception as e:  # a tool's bug is the model's tool error, not the chat's crash
             box["error"] = f"{type(e).__name__}: {e}"

@@ -345,3 +345,12 @@ def test_document_tools_read_the_ingested_collection(tiny_config) -> None:
         read(source="warranty.pdf", page=9)
     with pytest.raises(ToolError, match="call list_documents"):
         read(source="nothing-like-this.pdf")
+
+
+def test_document_tools_on_an_empty_home_say_what_to_do(tiny_config) -> None:
+    from assistant.retrieval import Retriever
+
+    registry = build_registry(tiny_config, lambda: Retriever(tiny_config))
+    outcome = execute(registry.get("search_documents"), {"query": "warranty"}, timeout=30)
+    assert outcome.error == "collection 'documents' is empty: add documents first with `ragtune ingest PATH`"
+    assert registry.get("list_documents")() == "No documents have been ingested."
