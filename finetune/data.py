@@ -1,0 +1,205 @@
+"""Training examples: the user's own files in any common chat format, deduplicated and split.
+
+Every example is a chat in OpenAI messages form plus where it came from::
+
+    {"messages": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}],
+     "origin": "examples.jsonl:12", "chunk_ids": []}
+
+``chunk_ids`` names the ingested chunks an example was built from (empty for the
+user's own examples), so training data, retrieval and evaluation share one index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Example = dict[str, Any]
+ROLES = ("system", "user", "assistant", "tool")
+_SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+
+
+class RowError(ValueError):
+    """One unusable row of a user's file; the message says what is wrong with it."""
+
+
+@dataclass
+class Loaded:
+    """The examples read from one file, and the rows that were not usable (``file:line: reason``)."""
+
+    examples: list[Example] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def read_examples(path: str | os.PathLike[str]) -> Loaded:
+    """Read chat-messages, alpaca or sharegpt examples from a JSONL file or a JSON array.
+
+    The format is recognised per row, so files may mix them. A bad row is reported
+    with its line (or item) number and the rest are kept.
+
+    Args:
+        path: A ``.jsonl`` file (one example per line) or a ``.json`` file holding a list.
+    """
+    path = Path(path)
+    loaded = Loaded()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        loaded.problems.append(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})")
+        return loaded
+    rows: list[tuple[str, Any]] = []
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            items = json.loads(stripped)
+        except json.JSONDecodeError as e:
+            loaded.problems.append(f"{path.name}:{e.lineno}: not valid JSON ({e.msg})")
+            return loaded
+        rows = [(f"{path.name} item {n}", item) for n, item in enumerate(items, start=1)]
+    else:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((f"{path.name}:{number}", json.loads(line)))
+            except json.JSONDecodeError as e:
+                loaded.problems.append(f"{path.name}:{number}: not valid JSON ({e.msg})")
+    for where, row in rows:
+        try:
+            loaded.examples.append({"messages": to_messages(row), "origin": where, "chunk_ids": []})
+        except RowError as e:
+            loaded.problems.append(f"{where}: {e}")
+    return loaded
+
+
+def to_messages(row: Any) -> list[dict[str, str]]:
+    """One row in chat-messages, alpaca or sharegpt form as a checked list of messages.
+
+    Raises:
+        RowError: the row is in no known form, or its chat is unusable for training.
+    """
+    if not isinstance(row, dict):
+        raise RowError("expected a JSON object")
+    if "messages" in row:
+        messages = row["messages"]
+        if not isinstance(messages, list):
+            raise RowError('"messages" must be a list')
+        out = []
+        for m in messages:
+            if not isinstance(m, dict) or m.get("role") not in ROLES:
+                raise RowError(f"each message needs a role among {', '.join(ROLES)}")
+            out.append({"role": m["role"], "content": _text(m.get("content"), m["role"])})
+    elif "instruction" in row or "output" in row:
+        instruction = _text(row.get("instruction"), "instruction")
+        extra = row.get("input") or ""
+        if not isinstance(extra, str):
+            raise RowError('"input" must be a string')
+        out = [{"role": "system", "content": _text(row["system"], "system")}] if row.get("system") else []
+        out += [
+            {"role": "user", "content": f"{instruction}\n\n{extra.strip()}" if extra.strip() else instruction},
+            {"role": "assistant", "content": _text(row.get("output"), "output")},
+        ]
+    elif "conversations" in row:
+        turns = row["conversations"]
+        if not isinstance(turns, list):
+            raise RowError('"conversations" must be a list')
+        out = []
+        for turn in turns:
+            speaker = turn.get("from") if isinstance(turn, dict) else None
+            if speaker not in _SHAREGPT_ROLES:
+                raise RowError(f'each turn needs "from" among {", ".join(_SHAREGPT_ROLES)}')
+            out.append({"role": _SHAREGPT_ROLES[speaker], "content": _text(turn.get("value"), speaker)})
+    else:
+        raise RowError('unknown format: expected "messages", "instruction"/"output" (alpaca) or "conversations"')
+    if not any(m["role"] == "user" for m in out):
+        raise RowError("no user message")
+    if out[-1]["role"] != "assistant":
+        raise RowError("the last message must be the assistant's (what the model learns to say)")
+    return out
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise RowError(f"{what} is empty or not a string")
+    return value.strip()
+
+
+def question_of(example: Example) -> str:
+    """The example's first user message, normalised: what splits and deduplication key on."""
+    first = next(m["content"] for m in example["messages"] if m["role"] == "user")
+    return " ".join(re.sub(r"[^\w\s]", " ", first.lower()).split())
+
+
+def _fingerprint(example: Example) -> str:
+    text = json.dumps([[m["role"], " ".join(m["content"].split())] for m in example["messages"]])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def deduplicate(examples: Iterable[Example]) -> tuple[list[Example], int]:
+    """Drop examples whose whole chat repeats an earlier one (whitespace aside); returns (kept, dropped)."""
+    seen: set[str] = set()
+    kept: list[Example] = []
+    dropped = 0
+    for example in examples:
+        key = _fingerprint(example)
+        if key in seen:
+            dropped += 1
+        else:
+            seen.add(key)
+            kept.append(example)
+    return kept, dropped
+
+
+def filter_length(
+    examples: Iterable[Example], count_tokens: Callable[[list[dict[str, str]]], int], max_tokens: int
+) -> tuple[list[Example], list[Example]]:
+    """Split examples into those that fit ``max_tokens`` (as the chat template renders them) and those too long."""
+    fits: list[Example] = []
+    too_long: list[Example] = []
+    for example in examples:
+        (fits if count_tokens(example["messages"]) <= max_tokens else too_long).append(example)
+    return fits, too_long
+
+
+def split(examples: Iterable[Example], val: float = 0.1, test: float = 0.1, seed: int = 0) -> dict[str, list[Example]]:
+    """Assign examples to train/val/test by a hash of their question, so one question never spans two splits.
+
+    The assignment depends only on the question (and ``seed``), so it is stable as data is
+    added: an example never moves from test into train between builds.
+    """
+    if val < 0 or test < 0 or val + test >= 1:
+        raise ValueError("val and test must be fractions that sum to less than 1")
+    out: dict[str, list[Example]] = {"train": [], "val": [], "test": []}
+    for example in examples:
+        digest = hashlib.sha256(f"{seed}:{question_of(example)}".encode()).digest()
+        draw = int.from_bytes(digest[:8], "big") / 2**64
+        name = "test" if draw < test else "val" if draw < test + val else "train"
+        out[name].append(example)
+    return out
+
+
+def write_splits(splits: dict[str, list[Example]], folder: str | os.PathLike[str], report: dict[str, Any]) -> Path:
+    """Write ``train/val/test.jsonl`` and ``report.json`` into ``folder``, all or nothing."""
+    import shutil
+
+    target = Path(folder)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, rows in splits.items():
+        with open(tmp / f"{name}.jsonl", "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (tmp / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    old = target.with_name(f".{target.name}.old{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
