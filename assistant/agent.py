@@ -139,9 +139,14 @@ def _loads(text: str) -> Any:
         except json.JSONDecodeError:
             pass
     try:  # {'name': 'x', 'arguments': {'a': True}}: a literal, never evaluated as code
-        return ast.literal_eval(text)
+        value = ast.literal_eval(text)
+        return json.loads(json.dumps(value, default=_plain))  # tuples, sets, bytes: plain JSON values
     except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
         return _BAD
+
+
+def _plain(value: Any) -> Any:
+    return sorted(value, key=str) if isinstance(value, set | frozenset) else str(value)
 
 
 def _calls_in(value: Any) -> list[tuple[str, Any]] | None:
@@ -416,11 +421,11 @@ class _Run:
             return ToolResult(
                 call.id, call.name, "", f"this exact call was already made ({self.seen[key]}); use its result above"
             )
-        self.seen[key] = call.id
         outcome = execute(tool, call.arguments, self.tool_timeout)
         self.timings["tools_s"] += outcome.seconds
-        if outcome.error is not None:
+        if outcome.error is not None:  # the model may retry a failed call as it was
             return ToolResult(call.id, call.name, "", outcome.error, outcome.seconds)
+        self.seen[key] = call.id
         content, hits = self._format(outcome.value)
         if len(content) > self.tool_output_chars:
             error = (

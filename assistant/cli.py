@@ -29,6 +29,7 @@ def configs(args: argparse.Namespace) -> tuple[IngestConfig, AssistantConfig]:
             raise IngestError(f"unknown config key {key!r} in the command line; known keys: {known}")
     ingest = ingest_cli.ingest_config(args, {k: v for k, v in assignments.items() if k in ingest_keys})
     flags = {key: getattr(args, key, None) for key in ("k", "adapter", "model", "device")}
+    flags = {key: value for key, value in flags.items() if value is not None}  # an unset flag keeps --set
     overrides: dict[str, Any] = {**{k: v for k, v in assignments.items() if k in assistant_keys}, **flags}
     assistant = load_config(AssistantConfig, "assistant", ingest_cli.config_path(args), overrides)
     return ingest, assistant

@@ -196,7 +196,7 @@ def build_tiny_lm(folder: Path) -> Path:
         num_attention_heads=2,
         num_key_value_heads=2,
         intermediate_size=128,
-        max_position_embeddings=512,
+        max_position_embeddings=1024,
         eos_token_id=vocab["<|im_end|>"],
         pad_token_id=vocab["<pad>"],
     )

@@ -13,7 +13,7 @@ from tests.conftest import make_adapter
 
 def test_tiny_model_counts_and_streams(tiny_lm: str, tmp_path: Path) -> None:
     model = LocalModel(tiny_lm, tmp_path, context_window=4096)
-    assert model.context_window == 512, "capped by the model's own limit"
+    assert model.context_window == 1024, "capped by the model's own limit"
     messages = [{"role": "user", "content": "battery warranty"}]
     assert model.count_tokens(messages) > model.count_text("battery warranty") == 2
     pieces = list(model.stream(messages, max_new_tokens=5))

@@ -12,7 +12,7 @@ import pytest
 from assistant.errors import AssistantError
 from assistant.tool_eval import SHIPPED, ToolCase, argument_matches, expected_answers, load_tool_cases, score_cases
 from assistant.tools import build_registry, check_arguments
-from tests.conftest import run_ragtune
+from tests.conftest import make_adapter, run_ragtune
 
 
 def test_the_shipped_set_is_well_formed() -> None:
@@ -131,15 +131,21 @@ def test_eval_tools_and_ask_agent_end_to_end(tiny_lm: str, tiny_embedder: str, t
     """`ragtune eval tools` ingests the sample corpus, runs every prompt, and prints the table."""
     out = tmp_path / "tools.json"
     common = ["--set", f"model={tiny_lm}", "--set", f"embedding_model={tiny_embedder}", "--set", "max_steps=2"]
-    done = run_ragtune("eval", "tools", "--limit", "4", "--answer-tokens", "4", "--out", str(out), *common)
+    adapter = make_adapter(tiny_lm, tmp_path / "adapter")
+    done = run_ragtune(
+        "eval", "tools", "--limit", "4", "--answer-tokens", "4", "--out", str(out), "--adapter", str(adapter), *common
+    )
     assert done.returncode == 0, done.stderr
     assert "tools.jsonl: 4 prompts" in done.stdout and "valid-call" in done.stdout
+    assert [line.split()[0] for line in done.stdout.splitlines()[2:]] == ["base", "adapter"]
     result = json.loads(out.read_text())
-    base = result["variants"]["base"]
-    assert base["prompts"] == 4 and len(base["cases"]) == 4
-    assert all(r["stopped"] in ("answer", "empty_reply", "unreadable_call", "step_limit") for r in base["cases"])
+    assert list(result["variants"]) == ["base", "adapter"] and result["variants"]["adapter"]["adapter"] == str(adapter)
+    for variant in result["variants"].values():
+        assert variant["prompts"] == 4 and len(variant["cases"]) == 4
+        assert all(r["stopped"] in ("answer", "empty_reply", "unreadable_call", "step_limit") for r in variant["cases"])
 
-    asked = run_ragtune("ask", "--agent", "What is 2 plus 2?", "--json", "--collection", "eval-tools-sample", *common)
+    question = ["ask", "--agent", "What is 2 plus 2?", "--json", "--collection", "eval-tools-sample"]
+    asked = run_ragtune(*question, "--set", "answer_tokens=8", *common)
     assert asked.returncode == 0, asked.stderr
     answer = json.loads(asked.stdout)
     assert "stopped" in answer and "calls" in answer
