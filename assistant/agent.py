@@ -35,7 +35,7 @@ from assistant.answer import cited_numbers
 from assistant.errors import AssistantError
 from assistant.events import Answer, Token, ToolCall, ToolResult
 from assistant.model import ChatModel, Message, Schema
-from assistant.prompt import check_question, source_label
+from assistant.prompt import check_question, source_block
 from assistant.retrieval import Hit
 from assistant.tools import Registry, execute
 
@@ -444,7 +444,7 @@ class _Run:
             numbers = [
                 self.numbers.get(h.id) or fresh.setdefault(h.id, len(self.sources) + len(fresh) + 1) for h in hits
             ]
-            return "\n\n".join(f"[{n}] ({source_label(h)})\n{h.text}" for n, h in zip(numbers, hits)), hits
+            return "\n\n".join(source_block(n, h) for n, h in zip(numbers, hits)), hits
         if value is None:
             return "(no result)", []
         if isinstance(value, str):

@@ -44,6 +44,11 @@ def source_label(hit: Hit) -> str:
     return label
 
 
+def source_block(number: int, hit: Hit) -> str:
+    """One numbered source as the model reads it: ``[n] (label)`` and the chunk's text."""
+    return f"[{number}] ({source_label(hit)})\n{hit.text}"
+
+
 def check_question(question: str) -> None:
     """Raise AssistantError for an empty question."""
     if not question.strip():
@@ -78,7 +83,7 @@ def pack(
         if not hits:
             return [{"role": "system", "content": SYSTEM_PLAIN}, *turns, {"role": "user", "content": question}]
         # Sources go in the user turn, next to the question: small models ignore a long system prompt.
-        blocks = [f"[{n}] ({source_label(h)})\n{h.text}" for n, h in enumerate(sources, start=1)]
+        blocks = [source_block(n, h) for n, h in enumerate(sources, start=1)]
         user = "Sources:\n\n" + ("\n\n".join(blocks) if blocks else "(none fit)") + f"\n\nQuestion: {question}"
         return [{"role": "system", "content": SYSTEM_RAG}, *turns, {"role": "user", "content": user}]
 
