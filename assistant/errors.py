@@ -1,4 +1,4 @@
-"""The one exception type users of the assistant package can cause."""
+"""The assistant's exceptions: what users can cause, and what a tool says back to the model."""
 
 
 class AssistantError(Exception):
@@ -6,3 +6,7 @@ class AssistantError(Exception):
 
     The message is one line that says what to do; the CLI prints it without a traceback.
     """
+
+
+class ToolError(Exception):
+    """Raised by a tool for a bad request; the message goes back to the model as the tool's error."""

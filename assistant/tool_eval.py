@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, ToolError
 
 SHIPPED = Path(__file__).parent / "evals" / "tools.jsonl"
 SAMPLE_COLLECTION = "eval-tools-sample"
@@ -88,7 +88,7 @@ def load_tool_cases(path: str | Path = SHIPPED, limit: int | None = None) -> lis
 
 def argument_matches(expected: Any, actual: Any) -> bool:
     """Whether an argument the model gave satisfies a matcher of the eval set."""
-    from assistant.tools import ToolError, evaluate
+    from assistant.calculator import evaluate
 
     if isinstance(expected, dict):
         if "contains" in expected:
@@ -149,7 +149,7 @@ def score_cases(
 
     from assistant.agent import run_agent
     from assistant.events import Answer
-    from assistant.tools import ToolError, check_arguments
+    from assistant.tools import check_arguments
 
     rows: list[dict[str, Any]] = []
     attempts = valid = 0

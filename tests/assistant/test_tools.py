@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from assistant.calculator import evaluate
 from assistant.errors import AssistantError
 from assistant.tools import (
     Registry,
@@ -20,7 +21,6 @@ from assistant.tools import (
     calculator,
     check_arguments,
     current_datetime,
-    evaluate,
     execute,
     load_user_tools,
     tool,
