@@ -213,8 +213,8 @@ def run_agent(
     transcript: list[Message] = [*history, {"role": "user", "content": question}]
     text, stopped = "", ""
     for step in range(1, max_steps + 1):
-        messages, tools = run.render(transcript, len(history), with_tools=True)
-        reply, streamed = yield from run.reply(messages, tools)
+        messages, tools, tokens = run.render(transcript, len(history), with_tools=True)
+        reply, streamed = yield from run.reply(messages, tools, prompt_tokens=tokens)
         parsed = parse_tool_calls(reply)
         if parsed.error:
             name = registry.names[0] if len(registry) else "tool_name"
@@ -256,7 +256,7 @@ def run_agent(
             transcript.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content})
     if stopped != "answer":
         stopped = stopped or "step_limit"
-        messages, _ = run.render(transcript, len(history), with_tools=False)
+        messages, _, _ = run.render(transcript, len(history), with_tools=False)
         reply, _streamed = yield from run.reply(_with_user(messages, FINAL), None, stream_all=True)
         text = reply.strip()
     run.timings["total_s"] = time.perf_counter() - run.started
@@ -311,14 +311,18 @@ class _Run:
 
     def render(
         self, transcript: list[Message], history_turns: int, *, with_tools: bool
-    ) -> tuple[list[Message], list[Schema] | None]:
-        """The transcript as prompt messages that fit the context, dropping old history, then old results."""
+    ) -> tuple[list[Message], list[Schema] | None, int]:
+        """The transcript as prompt messages that fit the context (and their token count).
+
+        Old history goes first, then old tool results.
+        """
         budget = self.model.context_window - self.answer_tokens
         transcript = list(transcript)
         while True:
             messages, tools = self._render(transcript, with_tools)
-            if self.model.count_tokens(messages, tools) <= budget:
-                return messages, tools
+            tokens = self.model.count_tokens(messages, tools)
+            if tokens <= budget:
+                return messages, tools, tokens
             if history_turns:
                 cut = min(2, history_turns)
                 transcript, history_turns = transcript[cut:], history_turns - cut
@@ -360,14 +364,19 @@ class _Run:
     # generation -----------------------------------------------------------------------
 
     def reply(
-        self, messages: list[Message], tools: list[Schema] | None, stream_all: bool = False
+        self,
+        messages: list[Message],
+        tools: list[Schema] | None,
+        stream_all: bool = False,
+        prompt_tokens: int | None = None,
     ) -> Generator[Token, None, tuple[str, int]]:
         """Generate one reply, streaming what is plainly text; returns (reply, characters streamed).
 
         A reply that starts like a tool call is held back until it is complete; text
         that later turns into a call stops streaming at the ``<tool_call`` tag.
+        ``prompt_tokens`` is the prompt's size when :meth:`render` has already counted it.
         """
-        self.prompt_tokens += self.model.count_tokens(messages, tools)
+        self.prompt_tokens += self.model.count_tokens(messages, tools) if prompt_tokens is None else prompt_tokens
         pieces: list[str] = []
         emitted = 0
         mode = "text" if stream_all else ""  # "": undecided, "text": streaming, "call": holding back

@@ -19,6 +19,7 @@ annotation or description fails at definition. Users add tools through the
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -339,7 +340,7 @@ class Registry:
 def _tools_in(obj: Any, origin: str) -> list[Tool]:
     """Tools from an entry point's or a config entry's target: a Tool, a function, a list, or a module."""
     if isinstance(obj, Tool):
-        return [Tool(obj.name, obj.description, obj.parameters, obj.function, obj.timeout, origin)]
+        return [dataclasses.replace(obj, origin=origin)]
     if isinstance(obj, types.ModuleType):
         found = [v for v in vars(obj).values() if isinstance(v, Tool)]
         if not found:
