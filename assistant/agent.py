@@ -475,3 +475,66 @@ class _Run:
 def _defuse(text: str) -> str:
     """Tool output cannot open or close protocol tags: ``<tool_call>`` in a document stays text."""
     return _PROTOCOL_TAGS.sub(lambda m: m.group(0).replace("<", "&lt;").replace(">", "&gt;"), text)
+
+
+def demonstrate(
+    question: str,
+    calls: list[tuple[str, dict[str, Any]]],
+    answer: str,
+    model: ChatModel,
+    registry: Registry,
+    cite_chunk: str = "",
+    tool_timeout: float = 20.0,
+    tool_output_chars: int = 4000,
+) -> dict[str, Any] | None:
+    """The transcript the agent would see if the model made ``calls`` and then said ``answer``: training data.
+
+    The calls run for real, and the prompt is rendered exactly as :func:`run_agent`
+    renders it for ``model`` (native tool template or the prompt format), so an
+    adapter learns the format it will be asked in.
+
+    Args:
+        question: The user's request.
+        calls: (tool name, arguments) made in one step; none for a direct answer.
+        answer: The final reply; ``{result}`` is the first call's output, ``{value}`` its part after the last
+            ``=``, ``{cite}`` the citation number of ``cite_chunk``.
+        model: Supplies the template, token counts and context size (nothing is generated).
+        registry: The tools.
+        cite_chunk: A chunk id the answer cites.
+        tool_timeout: Seconds a call may run.
+        tool_output_chars: Longest result the model is shown.
+
+    Returns:
+        ``{"messages": [...], "tools": [...] or None}``, or None when a call fails or the cited chunk was not found.
+    """
+    run = _Run(model, registry, 0, 0.0, tool_timeout, tool_output_chars)
+    transcript: list[Message] = [{"role": "user", "content": question}]
+    results: list[ToolResult] = []
+    if calls:
+        made = [ToolCall(f"call_1_{n}", name, args, 1) for n, (name, args) in enumerate(calls)]
+        transcript.append(
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in made
+                ],
+            }
+        )
+        for call in made:
+            result = run.call(call)
+            if not result.ok:
+                return None
+            results.append(result)
+            transcript.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result.content})
+    if cite_chunk and cite_chunk not in run.numbers:
+        return None
+    first = results[0].content if results else ""
+    text = (
+        answer.replace("{result}", first)
+        .replace("{value}", first.rsplit("= ", 1)[-1])
+        .replace("{cite}", str(run.numbers.get(cite_chunk, "")))
+    )
+    messages, tools, _ = run.render(transcript, 0, with_tools=True)
+    return {"messages": [*messages, {"role": "assistant", "content": text}], "tools": tools}

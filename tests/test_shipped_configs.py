@@ -7,10 +7,11 @@ import tomllib
 import pytest
 
 from assistant.config import AssistantConfig
+from finetune.config import FinetuneConfig
 from ingest import IngestConfig, load_config
 from tests.conftest import ROOT
 
-SECTIONS = {"ingest": IngestConfig, "assistant": AssistantConfig}
+SECTIONS = {"ingest": IngestConfig, "assistant": AssistantConfig, "finetune": FinetuneConfig}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)

@@ -365,3 +365,31 @@ def test_a_template_that_renders_tools_gets_them_natively(tiny_lm: str, tmp_path
     assert with_tools > model.count_tokens(messages)  # the schema went through the template
     _, answer = run(model, Registry([calculator]), "What is 6 times 7?", answer_tokens=8)
     assert answer.stopped in ("answer", "empty_reply", "unreadable_call", "step_limit")
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_demonstrations_are_the_prompts_the_agent_builds(native: bool) -> None:
+    """Tool-use training data renders exactly as run_agent renders the same call and answer."""
+    from assistant.agent import demonstrate
+    from tests.conftest import ScriptedModel
+
+    registry = Registry([lookup, calculator])
+    live = ScriptedModel(supports_tools=native).enqueue(call("lookup", query="E116"), "Reversed clamp [2].")
+    run(live, registry, "What does E116 mean?")
+    shown = demonstrate(
+        "What does E116 mean?",
+        [("lookup", {"query": "E116"})],
+        "Reversed clamp [{cite}].",
+        ScriptedModel(supports_tools=native),
+        registry,
+        cite_chunk="c1",
+    )
+    assert shown is not None
+    assert shown["messages"][:-1] == live.prompts[1]
+    assert shown["messages"][-1] == {"role": "assistant", "content": "Reversed clamp [2]."}
+    assert shown["tools"] == live.tools[1]
+    # a failing call, or a cited chunk the search did not return, gives no example
+    assert demonstrate("x", [("calculator", {"expression": "1/0"})], "{value}", live, registry) is None
+    assert demonstrate("x", [("lookup", {"query": "q"})], "[{cite}]", live, registry, cite_chunk="nope") is None
+    arithmetic = demonstrate("6*7?", [("calculator", {"expression": "6*7"})], "It is {value}.", live, registry)
+    assert arithmetic is not None and arithmetic["messages"][-1]["content"] == "It is 42."

@@ -131,6 +131,7 @@ def test_eval_tools_and_ask_agent_end_to_end(tiny_lm: str, tiny_embedder: str, t
     """`ragtune eval tools` ingests the sample corpus, runs every prompt, and prints the table."""
     out = tmp_path / "tools.json"
     common = ["--set", f"model={tiny_lm}", "--set", f"embedding_model={tiny_embedder}", "--set", "max_steps=2"]
+    common += ["--set", "chunk_tokens=100", "--set", "chunk_overlap=16"]  # the tiny embedder reads 126 tokens
     adapter = make_adapter(tiny_lm, tmp_path / "adapter")
     done = run_ragtune(
         "eval", "tools", "--limit", "4", "--answer-tokens", "4", "--out", str(out), "--adapter", str(adapter), *common

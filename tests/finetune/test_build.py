@@ -1,0 +1,175 @@
+"""Training data from the index: questions from answers, context examples with distractors, tool transcripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from finetune.synth import QA, Chunk, Neighbours, context_chunks, extractive_questions, tool_tasks
+from tests.conftest import SAMPLE, run_ragtune
+
+PROSE = (
+    "The Solstice HB-10 stores 10 kWh of usable energy. Brightwell Energy designed the battery in 2019. "
+    "The warranty period is ten years. Drill four holes 12 mm in diameter before mounting the cabinet."
+)
+
+
+def test_questions_come_from_answers_in_the_chunk() -> None:
+    chunk = Chunk("c1", PROSE, {"source": "guide.md"})
+    pairs = extractive_questions(chunk, 4, seed=1)
+    assert len(pairs) == 4 and pairs == extractive_questions(chunk, 4, seed=1)
+    for qa in pairs:
+        assert qa.question.endswith("?") and qa.answer in qa.sentence and qa.sentence in PROSE
+        assert qa.answer not in qa.question and qa.chunk_id == "c1"
+    assert {qa.answer for qa in pairs} <= {"10 kWh", "HB-10", "2019", "ten years", "12 mm", "Brightwell Energy"}
+    assert extractive_questions(Chunk("t", "| a | b |\n|---|---|\n| 1 | 2 |", {}), 3) == []  # tables give none
+
+
+def test_context_examples_show_distractors_that_lack_the_answer() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    texts = [PROSE] + [f"Section {n} covers firmware updates and error code E1{n:02d}." for n in range(8)]
+    texts.append("Another page that repeats 10 kWh for no reason.")
+    chunks = [Chunk(f"c{n}", t, {"source": "x"}, rng.normal(size=8)) for n, t in enumerate(texts)]
+    qa = QA("The Solstice HB-10 stores how much of usable energy?", "10 kWh", PROSE.split(". ")[0], "c0", "x")
+    neighbours = Neighbours(chunks)
+    with_gold = context_chunks(qa, neighbours, 3, True, random.Random(0))
+    without = context_chunks(qa, neighbours, 3, False, random.Random(0))
+    assert len(with_gold) == 4 and "c0" in [c.id for c in with_gold]
+    assert len(without) == 3 and all("10 kWh" not in c.text for c in without)
+
+
+def test_tool_tasks_cover_every_tool_reproducibly() -> None:
+    qa = extractive_questions(Chunk("c1", PROSE, {}), 1)
+    tools = {"calculator", "current_datetime", "search_documents", "list_documents"}
+    tasks = tool_tasks(qa, tools, 60, seed=2)
+    assert len(tasks) == 60 and tasks == tool_tasks(qa, tools, 60, seed=2)
+    kinds = {t.kind for t in tasks}
+    assert kinds == {"arithmetic", "dates", "documents", "list", "no_tool"}
+    search = next(t for t in tasks if t.kind == "documents")
+    assert search.calls[0][0] == "search_documents" and search.cite_chunk == "c1" and "{cite}" in search.answer
+    assert {t.kind for t in tool_tasks(qa, {"calculator"}, 20)} == {"arithmetic", "no_tool"}
+
+
+@pytest.fixture
+def corpus(tiny_config, tiny_lm):
+    """The sample corpus ingested with the tiny embedder; the tiny LM as the assistant's model."""
+    from assistant.config import AssistantConfig
+    from ingest import ingest
+
+    ingest([SAMPLE], tiny_config, progress=False)
+    return tiny_config, AssistantConfig(model=tiny_lm)
+
+
+def test_a_dataset_from_the_index_and_the_users_examples(corpus, tmp_path: Path) -> None:
+    from assistant.tuning import training_formats
+    from finetune.config import FinetuneConfig
+    from finetune.data import build_dataset, question_of
+    from finetune.synth import load_chunks
+
+    ingest_config, config = corpus
+    mine = tmp_path / "mine.jsonl"
+    good = {"instruction": "Name the battery.", "output": "The Solstice HB-10."}
+    mine.write_text(json.dumps(good) + "\n{broken\n" + json.dumps({"messages": []}) + "\n")
+    tune = FinetuneConfig(examples=(str(mine),), tool_examples=30, max_tokens=2000, test_share=0.2)
+    out = tmp_path / "ds"
+    report = build_dataset(tune, ingest_config, config.model, training_formats(ingest_config, config), out)
+
+    assert report["sources"]["user"] == 1 and report["problems"][0].startswith("mine.jsonl:2: not valid JSON")
+    assert report["problems"][1].startswith("mine.jsonl:3:")
+    assert {"context", "abstain", "closed_book", "tool"} <= set(report["sources"])
+    assert report["chunks"] > 20 and report["questions"] > 20
+    splits = {
+        name: [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
+        for name in report["splits"]
+    }
+    assert {name: len(rows) for name, rows in splits.items()} == report["splits"]
+    questions = {name: {question_of(e) for e in rows} for name, rows in splits.items()}
+    assert not (questions["train"] & questions["test"]) and not (questions["train"] & questions["val"])
+    assert not (questions["val"] & questions["test"])
+
+    known = {c.id for c in load_chunks(ingest_config, embeddings=False)}
+    examples = [e for rows in splits.values() for e in rows]
+    for example in examples:
+        assert example["messages"][-1]["role"] == "assistant"
+        if example["kind"] != "user":
+            assert example["chunk_ids"] or example["kind"].startswith("tool:")
+            assert set(example["chunk_ids"]) <= known
+        if example["kind"] == "context":  # the answer cites the right chunk's number
+            number = int(example["messages"][-1]["content"].rsplit("[", 1)[1].rstrip("]"))
+            assert example["chunk_ids"][number - 1] == example["qa"]["chunk_id"]
+            assert f"[{number}] (" in example["messages"][-2]["content"]
+        if example["kind"] == "abstain":
+            assert example["qa"]["chunk_id"] not in example["chunk_ids"]
+    tool_calls = [e for e in examples if e["kind"] == "tool:arithmetic"]
+    assert tool_calls and "<tool_call>" in tool_calls[0]["messages"][2]["content"]
+    assert "<tool_response>" in tool_calls[0]["messages"][3]["content"]
+
+
+def test_the_cli_builds_trains_activates_and_a_killed_run_changes_nothing(corpus, tiny_embedder, tiny_lm) -> None:
+    common = ["--set", f"embedding_model={tiny_embedder}", "--set", f"model={tiny_lm}", "--set", "chunk_tokens=48"]
+    common += ["--set", "chunk_overlap=8", "--set", "device=cpu"]
+    small = ["--set", "tool_examples=10", "--set", "questions_per_chunk=1", "--set", "eval_every=2"]
+    build = run_ragtune("dataset", "build", *common, *small)
+    assert build.returncode == 0, build.stderr
+    assert "train " in build.stdout and "examples by source" in build.stdout
+
+    first = run_ragtune(
+        "finetune", "--name", "first", "--activate", *common, "--set", "steps=4", "--set", "eval_questions=3"
+    )
+    assert first.returncode == 0, first.stderr
+    assert "adapter first: completed after 4 steps" in first.stdout and "activated first" in first.stdout
+    assert "general-text perplexity" in first.stdout and "tuned+RAG" in first.stdout
+    listed = run_ragtune("adapters", "list", "--json", *common)
+    meta = json.loads(listed.stdout)[0]
+    assert meta["name"] == "first" and meta["active"] and "adapter/rag" in meta["evaluation"]["answers"]
+    asked = run_ragtune("ask", "What does error E116 mean?", *common, "--set", "answer_tokens=8")
+    assert asked.returncode == 0, asked.stderr
+
+    # a run killed mid-training leaves the active adapter and the registry as they were
+    home = Path(os.environ["RAGTUNE_HOME"])
+    code = "import sys; from assistant.cli import main; sys.exit(main(sys.argv[1:]))"
+    args = [
+        "finetune",
+        "--name",
+        "second",
+        "--no-eval",
+        *common,
+        "--set",
+        "steps=200",
+        "--set",
+        "eval_every=1",
+        "--set",
+        "patience=0",
+    ]
+    process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    checkpoint = home / "runs" / "second" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert checkpoint.exists(), process.stderr.read().decode() if process.poll() is not None else "no checkpoint"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    listed = json.loads(run_ragtune("adapters", "list", "--json", *common).stdout)
+    assert [(a["name"], a["active"]) for a in listed] == [("first", True)]
+    assert json.loads((home / "adapters" / "active.json").read_text())["active"] == "first"
+
+    again = run_ragtune("finetune", "--resume", "second", "--no-eval", *common, "--set", "steps=2")
+    assert again.returncode == 0, again.stderr  # the run's own settings (200 steps) are kept on resume
+    assert "adapter second: completed after 200 steps" in again.stdout
+    assert run_ragtune("adapters", "activate", "second", *common).returncode == 0
+    assert run_ragtune("adapters", "rollback", *common).stdout.strip() == "active adapter: first"
+    refused = run_ragtune("adapters", "remove", "first", *common)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: adapter 'first' is active")
+    assert run_ragtune("adapters", "remove", "second", *common).returncode == 0
+    wrong = run_ragtune("adapters", "activate", "first", *common[:2], "--set", "model=org/Other-7B")
+    assert wrong.returncode == 2 and "was trained on" in wrong.stderr and "\n" not in wrong.stderr.strip()
