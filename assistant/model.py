@@ -238,7 +238,11 @@ def load_model(config: AssistantConfig, home: Path, adapter: str | None = None) 
 
 
 def _with_adapter(model: Any, adapter: str, name: str, path: str) -> Any:
+    import warnings
+
     from peft import PeftModel
+
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")  # peft's call, not ours
 
     config_file = Path(adapter) / "adapter_config.json"
     if not config_file.exists():

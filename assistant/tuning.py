@@ -25,8 +25,7 @@ FEEDBACK_FILE = "feedback.jsonl"  # the chat's thumbs-up answers and corrections
 
 
 def finetune_config(args: argparse.Namespace) -> FinetuneConfig:
-    """The ``[finetune]`` settings from the config file, ``--set`` and flags."""
-    from assistant.cli import configs  # noqa: F401  (validates --set keys across all configs)
+    """The ``[finetune]`` settings from the config file, ``--set`` and flags (``configs`` checks the keys)."""
     from ingest import cli as ingest_cli
     from ingest.config import load_config, parse_assignments
 
@@ -76,12 +75,10 @@ def training_formats(ingest: IngestConfig, config: AssistantConfig, tools: bool 
             tool_output_chars=config.tool_output_chars,
         )
 
-    generate = None
     return Formats(
         answer_prompt,
         show if registry is not None else None,
         frozenset(registry.names) if registry is not None else frozenset(),
-        generate,
     )
 
 
@@ -133,6 +130,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     tune = finetune_config(args)
     home = ingest.home_path
     result = finetune(tune, config.model, home, dataset_folder(tune, home), resume=args.resume or "")
+    if not result.main:  # another process of an `accelerate launch` / torchrun run: the main one reports
+        return 0
     if result.adapter is None:
         raise FinetuneError(f"training {result.name!r} stopped at step {result.steps}: resume with --resume")
     print(
@@ -290,6 +289,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     b.add_argument("--examples", action="append", metavar="FILE", help="your own examples file (repeatable)")
     b.add_argument("--dataset", help="dataset name under HOME/datasets, or a folder (default: default)")
+    b.add_argument("--collection", help="the collection whose chunks to use (default: documents)")
     b.add_argument("--no-feedback", action="store_true", help="leave out the chat's saved feedback")
     b.add_argument("--json", action="store_true", help="print the report as JSON")
     b.set_defaults(func=cmd_dataset_build)
@@ -303,6 +303,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     f.add_argument("--name", help="adapter name (default: finetune-DATE-TIME)")
     f.add_argument("--dataset", help="dataset name or folder (default: default)")
+    f.add_argument("--collection", help="the collection the before/after RAG answers search (default: documents)")
     f.add_argument("--resume", metavar="NAME", help="continue an interrupted run from its last checkpoint")
     f.add_argument("--activate", action="store_true", help="activate the adapter when training succeeds")
     f.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")

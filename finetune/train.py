@@ -161,6 +161,7 @@ class TrainResult:
     tokens: int
     seconds: float
     metadata: dict[str, Any]
+    main: bool = True  # False in the other processes of a multi-process run (they publish nothing)
 
 
 class LoRARecipe:
@@ -488,8 +489,8 @@ class LoRARecipe:
                 bar.update(1)
                 if self.step % config.eval_every == 0 or self.step == self.total_steps:
                     self.seconds = time.perf_counter() - started
-                    if self._evaluate(writer, bar):
-                        stopped = "early_stop"
+                    if self._evaluate(writer, bar) and self.step < self.total_steps:
+                        stopped = "early_stop"  # (patience running out at the last step is just the end)
                         break
         except KeyboardInterrupt:
             self.seconds = time.perf_counter() - started
@@ -506,7 +507,7 @@ class LoRARecipe:
         if stopped == "cancelled":
             self._save_checkpoint()
             return self._result(stopped, None, train_loss)
-        if self.best_step is not None:
+        if self.best_step is not None and self.is_main:  # only the main process writes the adapter
             self._load_best()
         adapter = self._publish(stopped, train_loss) if self.is_main else None
         self.accelerator.wait_for_everyone()
@@ -679,6 +680,7 @@ class LoRARecipe:
             self.tokens_seen,
             self.seconds,
             metadata,
+            self.is_main,
         )
 
 

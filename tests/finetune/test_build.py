@@ -173,3 +173,22 @@ def test_the_cli_builds_trains_activates_and_a_killed_run_changes_nothing(corpus
     assert run_ragtune("adapters", "remove", "second", *common).returncode == 0
     wrong = run_ragtune("adapters", "activate", "first", *common[:2], "--set", "model=org/Other-7B")
     assert wrong.returncode == 2 and "was trained on" in wrong.stderr and "\n" not in wrong.stderr.strip()
+
+
+def test_model_written_questions_keep_only_answers_copied_from_the_chunk(scripted) -> None:
+    from assistant.model import complete
+    from finetune.synth import llm_questions
+
+    scripted.enqueue(
+        "Q: How much energy does the HB-10 store?\nA: 10 kWh\n"
+        "Q: Who makes it?\nA: A company on the Moon\n"  # not in the chunk: dropped
+        "Q: When was the battery designed?\nA: 2019."
+    )
+    chunk = Chunk("c1", PROSE, {"source": "guide.md"})
+    pairs = llm_questions(chunk, 3, lambda messages: complete(scripted, messages, max_new_tokens=200))
+    assert [(p.question, p.answer) for p in pairs] == [
+        ("How much energy does the HB-10 store?", "10 kWh"),
+        ("When was the battery designed?", "2019"),
+    ]
+    assert pairs[1].sentence == "Brightwell Energy designed the battery in 2019." and pairs[0].chunk_id == "c1"
+    assert "Passage:\n" + PROSE in scripted.prompts[0][0]["content"]

@@ -138,6 +138,16 @@ def test_loss_falls_on_a_memorisation_set_and_the_adapter_round_trips(tiny_lm: s
         assert torch.allclose(tuned(input_ids=ids).logits, plain)
     assert Registry(home).active() is None  # training never activates on its own
 
+    # the assistant's default adapter setting ("active") follows the registry
+    from assistant.config import AssistantConfig
+    from assistant.model import load_model
+
+    config = AssistantConfig(model=tiny_lm, device="cpu")
+    assert load_model(config, home).adapter == ""
+    Registry(home).activate("memo", tiny_lm)
+    assert load_model(config, home).adapter == str(home / "adapters" / "memo")
+    assert load_model(config, home, "none").adapter == ""
+
 
 def test_resume_reproduces_the_uninterrupted_run(tiny_lm: str, tmp_path: Path) -> None:
     from safetensors.torch import load_file
@@ -208,3 +218,23 @@ def test_bf16_on_a_cpu_trains_with_autocast(tiny_lm: str, tmp_path: Path) -> Non
     config = dataclasses.replace(CONFIG, name="bf16", precision="bf16", steps=3)
     result = finetune(config, tiny_lm, tmp_path / "home", memorisation(tmp_path / "ds"), progress=False)
     assert result.stopped == "completed" and result.train_loss is not None and result.train_loss < 10
+
+
+def test_two_processes_train_one_adapter(tiny_lm: str, tmp_path: Path) -> None:
+    """The same entry point under torchrun (what `accelerate launch` starts): DDP over gloo on CPU."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dataset = memorisation(tmp_path / "ds")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
+    command += ["-m", "assistant", "finetune", "--name", "ddp", "--dataset", str(dataset), "--no-eval"]
+    command += ["--set", f"model={tiny_lm}", "--set", "batch_size=2", "--set", "epochs=2", "--set", "device=cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("adapter ddp: completed after 6 steps") == 1  # 12 examples, 2 per batch, 2 processes
+    meta = json.loads((tmp_path / "home" / "adapters" / "ddp" / "adapter.json").read_text())
+    assert meta["metrics"]["processes"] == 2 and meta["metrics"]["steps"] == 6
