@@ -201,9 +201,10 @@ class TemplateOnly:
         self.supports_tools = "tools" in str(self.tokenizer.chat_template)
 
     def count_tokens(self, messages: list[Message], tools: list[Schema] | None = None) -> int:
-        schemas: list[Any] | None = list(tools) if tools else None
-        text = self.tokenizer.apply_chat_template(messages, tools=schemas, tokenize=False, add_generation_prompt=True)
-        return len(self.tokenizer(str(text), add_special_tokens=False)["input_ids"])
+        from finetune.train import render
+
+        text = render(self.tokenizer, messages, list(tools) if tools else None, generation=True)
+        return self.count_text(text)
 
     def count_text(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

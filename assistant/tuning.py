@@ -156,6 +156,7 @@ def evaluate_adapter(
     ingest: IngestConfig, config: AssistantConfig, tune: FinetuneConfig, name: str, tools: bool = False
 ) -> dict[str, Any]:
     """Before/after numbers for a registered adapter: answers on the test split, retention, tool use."""
+    from assistant.errors import AssistantError
     from assistant.evaluate import evaluate_answers, load_split
     from assistant.model import LocalModel
     from finetune.adapters import Registry
@@ -168,7 +169,7 @@ def evaluate_adapter(
     if tune.eval_questions and (folder / "test.jsonl").exists():
         try:
             split = load_split(folder, tune.eval_questions)
-        except Exception:  # a test split without synthetic questions: nothing to score
+        except AssistantError:  # a test split without synthetic questions: nothing to score
             split = None
         if split is not None:
             result = evaluate_answers(

@@ -200,6 +200,7 @@ class LoRARecipe:
         self.seconds = 0.0
         self.keep_logits = True
         self.autocast = False
+        self.too_long = 0  # examples over max_tokens, left out
 
     # setup ----------------------------------------------------------------------------
 
@@ -342,7 +343,6 @@ class LoRARecipe:
 
     def _tokenized(self, split: str) -> list[tuple[list[int], list[int]]]:
         items = []
-        self.too_long = getattr(self, "too_long", 0)
         for example in read_split(self.dataset / f"{split}.jsonl"):
             ids, labels = encode(self.tokenizer, example["messages"], example.get("tools"))
             if len(ids) > self.config.max_tokens:
