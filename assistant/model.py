@@ -86,7 +86,7 @@ class LocalModel:
         repetition_penalty: float = 1.0,
     ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -95,16 +95,11 @@ class LocalModel:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.device = pick_device(device)
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self.tokenizer = _chat_tokenizer(name, path)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
             model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         except Exception as e:
-            raise AssistantError(
-                f"model {name!r} could not be loaded ({type(e).__name__}): give a local folder or a Hugging Face "
-                "id this machine can download"
-            ) from None
-        if self.tokenizer.chat_template is None:
-            raise AssistantError(f"model {name!r} has no chat template: use an instruction-tuned (chat) model")
+            raise AssistantError(_unloadable(name, e)) from None
         if adapter:
             model = _with_adapter(model, adapter, name, path)
         self.model = model.to(self.device).eval()
@@ -187,15 +182,7 @@ class TemplateOnly:
     """
 
     def __init__(self, name: str, home: Path, context_window: int = 2048) -> None:
-        from transformers import AutoTokenizer
-
-        path = resolve_model_path(name, home)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-        except Exception as e:
-            raise AssistantError(f"the tokenizer of {name!r} could not be loaded ({type(e).__name__})") from None
-        if self.tokenizer.chat_template is None:
-            raise AssistantError(f"model {name!r} has no chat template: use an instruction-tuned (chat) model")
+        self.tokenizer = _chat_tokenizer(name, resolve_model_path(name, home))
         self.name = name
         self.context_window = context_window
         self.supports_tools = "tools" in str(self.tokenizer.chat_template)
@@ -218,6 +205,30 @@ class TemplateOnly:
         tools: list[Schema] | None = None,
     ) -> Iterator[str]:
         raise AssistantError("this model was loaded without weights and cannot generate")
+
+
+def _unloadable(name: str, error: Exception) -> str:
+    return (
+        f"model {name!r} could not be loaded ({type(error).__name__}): give a local folder or a Hugging Face "
+        "id this machine can download"
+    )
+
+
+def _chat_tokenizer(name: str, path: str) -> Any:
+    """The tokenizer of model ``name`` (files at ``path``), which must have a chat template.
+
+    Raises:
+        AssistantError: it cannot be loaded, or it has no chat template.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as e:
+        raise AssistantError(_unloadable(name, e)) from None
+    if tokenizer.chat_template is None:
+        raise AssistantError(f"model {name!r} has no chat template: use an instruction-tuned (chat) model")
+    return tokenizer
 
 
 def load_model(config: AssistantConfig, home: Path, adapter: str | None = None) -> LocalModel:

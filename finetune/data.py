@@ -373,7 +373,14 @@ def build_dataset(
             "no training examples: ingest documents with prose (`ragtune ingest PATH`) or give examples files"
         )
     examples, duplicates = deduplicate(examples)
-    count_tokens = _template_counter(model, ingest_config.home_path)
+    count_chat = _template_counter(model, ingest_config.home_path)
+    sizes: dict[int, int] = {}  # the length filter and the report count each chat once
+
+    def count_tokens(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> int:
+        if id(messages) not in sizes:
+            sizes[id(messages)] = count_chat(messages, tools)
+        return sizes[id(messages)]
+
     examples, too_long = filter_length(examples, count_tokens, config.max_tokens)
     if not examples:
         raise FinetuneError(f"every example is longer than max_tokens={config.max_tokens}: raise max_tokens")
