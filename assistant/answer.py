@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from assistant.events import Answer, Token
 from assistant.model import ChatModel, Message, complete
@@ -36,7 +36,7 @@ def ask(
     mmr: bool = False,
     mmr_lambda: float = 0.7,
     context: list[Hit] | None = None,
-) -> Iterator[Token | Answer]:
+) -> Generator[Token | Answer, None, None]:
     """Answer ``question``, streaming :class:`Token` events, then one :class:`Answer`.
 
     With a retriever, a follow-up is first rewritten into a standalone query, the

@@ -17,17 +17,18 @@ def configs(args: argparse.Namespace) -> tuple[IngestConfig, AssistantConfig]:
     """The ingest config (where the documents are) and the assistant config, from one file and flags.
 
     ``--set`` keys go to whichever config has them (the finetune config's keys are
-    read by ``assistant.tuning``); a key none has is an error naming it.
+    read by ``assistant.tuning``, the app's by ``ragtune chat``); a key none has is an error naming it.
     """
     assignments = parse_assignments(args.overrides)
+    from assistant.config import AppConfig
     from finetune.config import FinetuneConfig
 
     assistant_keys = {f.name for f in dataclasses.fields(AssistantConfig)}
     ingest_keys = {f.name for f in dataclasses.fields(IngestConfig)}
-    finetune_keys = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    other_keys = {f.name for cls in (FinetuneConfig, AppConfig) for f in dataclasses.fields(cls)}
     for key in assignments:
-        if key not in assistant_keys | ingest_keys | finetune_keys:
-            known = ", ".join(sorted(assistant_keys | ingest_keys | finetune_keys))
+        if key not in assistant_keys | ingest_keys | other_keys:
+            known = ", ".join(sorted(assistant_keys | ingest_keys | other_keys))
             from ingest.errors import IngestError
 
             raise IngestError(f"unknown config key {key!r} in the command line; known keys: {known}")
@@ -84,6 +85,21 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     tl = tsub.add_parser("list", parents=[parent], help="show every tool with its JSON schema")
     tl.add_argument("--json", action="store_true", help="print the schemas as JSON")
     tl.set_defaults(func=cmd_tools_list)
+
+    c = sub.add_parser(
+        "chat",
+        parents=[parent],
+        help="open the browser app: chat, documents, fine-tuning, compare, adapters",
+        description="Serve the browser app on 127.0.0.1 (the [app] table sets host, port, login and upload limit). "
+        "With no documents yet, the sample corpus is ingested first.",
+    )
+    c.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 serves the network)")
+    c.add_argument("--port", type=int, help="port (default 7860)")
+    c.add_argument("--model", help="Hugging Face id or folder of the chat model")
+    c.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    c.add_argument("--collection", help="collection name (default: documents)")
+    c.add_argument("--no-sample", action="store_true", help="start empty instead of ingesting the sample corpus")
+    c.set_defaults(func=cmd_chat)
 
     from assistant.evaluate import register as register_eval
     from assistant.tuning import register as register_tuning
@@ -199,42 +215,22 @@ def _read_lines(path: str) -> list[str]:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from assistant.answer import ask
+    from assistant.agent import respond
     from assistant.events import Answer, Token, ToolCall, ToolResult
     from assistant.model import load_model
     from assistant.prompt import check_question, source_label
 
     check_question(args.question)
     ingest, config = configs(args)
+    config = dataclasses.replace(config, mmr=args.mmr or config.mmr)
     if args.agent:
-        from assistant.agent import run_agent
-
         registry = make_registry(ingest, config)
         model = load_model(config, ingest.home_path)
-        events: Any = run_agent(
-            args.question,
-            model,
-            registry,
-            max_steps=config.max_steps,
-            answer_tokens=config.answer_tokens,
-            temperature=config.temperature,
-            tool_timeout=config.tool_timeout,
-            tool_output_chars=config.tool_output_chars,
-        )
+        events: Any = respond(args.question, model, config, registry=registry)
     else:
         retriever = None if args.no_rag else _retriever(ingest, config)
         model = load_model(config, ingest.home_path)
-        events = ask(
-            args.question,
-            model,
-            retriever,
-            k=config.k,
-            answer_tokens=config.answer_tokens,
-            temperature=config.temperature,
-            source=args.source,
-            mmr=args.mmr or config.mmr,
-            mmr_lambda=config.mmr_lambda,
-        )
+        events = respond(args.question, model, config, retriever=retriever, source=args.source)
     answer: Answer | None = None
     for event in events:
         if isinstance(event, Answer):
@@ -262,6 +258,49 @@ def cmd_ask(args: argparse.Namespace) -> int:
             print(f"{mark}[{n}] {source_label(hit)}  (similarity {hit.similarity:.2f})  {hit.source}")
     if answer.dropped:
         print(f"({len(answer.dropped)} retrieved chunks did not fit the context and were left out)")
+    return 0
+
+
+def workspace(args: argparse.Namespace) -> Any:
+    """The browser app's workspace from the command line (config file, ``--set``, flags)."""
+    from assistant.config import AppConfig
+    from assistant.tuning import finetune_config
+    from assistant.workspace import Workspace
+
+    ingest, config = configs(args)
+    keys = {f.name for f in dataclasses.fields(AppConfig)}
+    overrides: dict[str, Any] = {k: v for k, v in parse_assignments(args.overrides).items() if k in keys}
+    overrides.update({k: getattr(args, k) for k in ("host", "port") if getattr(args, k, None) is not None})
+    app = load_config(AppConfig, "app", ingest_cli.config_path(args), overrides)
+    options = [*(["--home", args.home] if args.home else []), *(["--config", args.config] if args.config else [])]
+    if args.collection:
+        options += ["--collection", args.collection]
+    options += [f"--set={flag}={getattr(args, flag)}" for flag in ("model", "device") if getattr(args, flag, None)]
+    options += [item for pair in args.overrides for item in ("--set", pair)]
+    return Workspace(ingest, config, finetune_config(args), app, options)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from assistant.app import launch
+    from ingest.pipeline import SAMPLE_CORPUS, ingest, list_documents
+
+    ws = workspace(args)
+    if not list_documents(ws.ingest) and not args.no_sample:
+        print(f"no documents yet: ingesting the sample corpus ({SAMPLE_CORPUS})", flush=True)
+        print(ingest([SAMPLE_CORPUS], ws.ingest).summary(), flush=True)
+    print(f"loading {ws.config.model}…", flush=True)
+    ws.base_model()
+    if list_documents(ws.ingest):
+        ws.retriever()
+    app = launch(ws, block=False, quiet=True)
+    login = " (login required)" if ws.app.login() else ""
+    print(f"ragtune is serving on http://{ws.app.host}:{ws.app.port}{login}; Ctrl-C stops it", flush=True)
+    try:
+        app.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ws.job.cancel()
     return 0
 
 

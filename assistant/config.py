@@ -50,3 +50,34 @@ class AssistantConfig:
             raise AssistantError("temperature must be 0 or more")
         if self.max_steps < 1 or self.tool_timeout <= 0 or self.tool_output_chars < 200:
             raise AssistantError("need max_steps >= 1, tool_timeout > 0 and tool_output_chars >= 200")
+
+
+@dataclasses.dataclass(frozen=True)
+class AppConfig:
+    """The browser app's serving settings (the ``[app]`` table of ``ragtune chat``)."""
+
+    host: str = "127.0.0.1"  # loopback only; 0.0.0.0 serves the network (set a password then)
+    port: int = 7860
+    username: str = ""  # with password: a login is required (or $RAGTUNE_USERNAME / $RAGTUNE_PASSWORD)
+    password: str = ""
+    max_upload_mb: float = 50.0  # larger uploads are refused with a message
+    concurrency: int = 1  # answers generated at once; the rest wait in the queue
+    history_turns: int = 20  # question/answer pairs a chat keeps
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise AssistantError(f"port must be between 1 and 65535, got {self.port}")
+        if self.max_upload_mb <= 0 or self.concurrency < 1 or self.history_turns < 1:
+            raise AssistantError("need max_upload_mb > 0, concurrency >= 1 and history_turns >= 1")
+        if bool(self.username) != bool(self.password):
+            raise AssistantError("set both username and password for a login, or neither")
+
+    def login(self) -> tuple[str, str] | None:
+        """The (username, password) pair the app requires, from the config or the environment; None: no login."""
+        import os
+
+        username = self.username or os.environ.get("RAGTUNE_USERNAME", "")
+        password = self.password or os.environ.get("RAGTUNE_PASSWORD", "")
+        if bool(username) != bool(password):
+            raise AssistantError("set both RAGTUNE_USERNAME and RAGTUNE_PASSWORD for a login, or neither")
+        return (username, password) if username else None

@@ -8,6 +8,9 @@ two methods.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import hashlib
 import json
 import os
 import threading
@@ -100,19 +103,40 @@ class LocalModel:
             model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         except Exception as e:
             raise AssistantError(_unloadable(name, e)) from None
+        self._weights = _Weights(model.to(self.device).eval(), name, path)
+        self.adapter = ""
         if adapter:
-            model = _with_adapter(model, adapter, name, path)
-        self.model = model.to(self.device).eval()
+            self._weights.load(adapter)
+            self.adapter = adapter
         self.supports_tools = "tools" in str(self.tokenizer.chat_template)
         # Text from users, documents and tools must not smuggle in the template's control tokens.
         specials = {str(t) for t in self.tokenizer.all_special_tokens}
         specials |= {t.content for t in self.tokenizer.added_tokens_decoder.values() if t.special}
         self._specials = sorted((t for t in specials if len(t) > 1), key=len, reverse=True)
         self.name = name
-        self.adapter = adapter
         self.repetition_penalty = repetition_penalty
         limit = getattr(model.config, "max_position_embeddings", None) or context_window
         self.context_window = min(context_window, int(limit))
+
+    @property
+    def model(self) -> Any:
+        """The torch model: a ``PeftModel`` once any adapter was loaded."""
+        return self._weights.model
+
+    def with_adapter(self, adapter: str) -> LocalModel:
+        """The same weights answering with another adapter (a folder, or "" for the base model).
+
+        Nothing is copied: the adapter is loaded next to the others already in memory
+        and picked for each reply, so switching costs milliseconds after the first load.
+
+        Raises:
+            AssistantError: the adapter is missing or was trained for another base model.
+        """
+        if adapter:
+            self._weights.load(adapter)
+        view = copy.copy(self)
+        view.adapter = adapter
+        return view
 
     def _defuse(self, text: str) -> str:
         for token in self._specials:
@@ -144,33 +168,51 @@ class LocalModel:
         temperature: float = 0.0,
         tools: list[Schema] | None = None,
     ) -> Iterator[str]:
-        from transformers import TextIteratorStreamer
+        """Yield the reply piece by piece; closing the iterator early stops the generation too.
+
+        Replies are generated one at a time per loaded model (the adapter is chosen per reply).
+        """
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         inputs = {k: v.to(self.device) for k, v in self._encode(messages, tools).items()}
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         sampling: dict[str, Any] = {"do_sample": False, "repetition_penalty": self.repetition_penalty}
         if temperature > 0:
             sampling.update(do_sample=True, temperature=temperature, top_p=0.95)
+        stop = threading.Event()
+
+        class _Stopped(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                import torch
+
+                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
         kwargs = dict(
             inputs,
             streamer=streamer,
             max_new_tokens=max_new_tokens,
             pad_token_id=self.tokenizer.eos_token_id,
+            stopping_criteria=StoppingCriteriaList([_Stopped()]),
             **sampling,
         )
         failure: list[BaseException] = []
+        weights = self._weights
 
         def run() -> None:
             try:
-                self.model.generate(**kwargs)
+                weights.model.generate(**kwargs)
             except BaseException as e:  # surfaced in the caller's thread below
                 failure.append(e)
                 streamer.end()
 
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        yield from (piece for piece in streamer if piece)
-        thread.join()
+        with weights.using(self.adapter):
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            try:
+                yield from (piece for piece in streamer if piece)
+            finally:  # also when the caller stops reading: end the generation before the next one starts
+                stop.set()
+                thread.join()
         if failure:
             raise failure[0]
 
@@ -249,18 +291,79 @@ def load_model(config: AssistantConfig, home: Path, adapter: str | None = None) 
     )
 
 
-def _with_adapter(model: Any, adapter: str, name: str, path: str) -> Any:
-    import warnings
+class _Weights:
+    """One model's weights in memory, shared by every :class:`LocalModel` view, with its loaded adapters.
 
-    from peft import PeftModel
+    Adapters are loaded into one ``PeftModel`` under a key made from their folder
+    and file times (a retrained adapter of the same name is a new key); the least
+    recently used beyond ``keep`` are unloaded. ``using`` serialises replies: it
+    picks the adapter (or turns adapters off for the base model) for one reply.
+    """
 
-    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")  # peft's call, not ours
+    def __init__(self, model: Any, name: str, path: str, keep: int = 4) -> None:
+        self.model = model
+        self.name, self.path, self.keep = name, path, keep
+        self.loaded: dict[str, str] = {}  # key -> folder, least recently used first
+        self.lock = threading.Lock()
 
-    config_file = Path(adapter) / "adapter_config.json"
-    if not config_file.exists():
-        raise AssistantError(f"adapter {adapter!r} not found: give a folder holding adapter_config.json")
-    base = json.loads(config_file.read_text()).get("base_model_name_or_path") or ""
-    known = {name, path, Path(path).name, name.split("/")[-1]}
-    if base and base not in known and Path(base).name not in known:
-        raise AssistantError(f"adapter {adapter!r} was trained for base model {base!r}, not {name!r}: use that model")
-    return PeftModel.from_pretrained(model, adapter)
+    def key(self, adapter: str) -> str:
+        """The key of ``adapter`` (a folder) once checked: it exists and was trained for this base model."""
+        config_file = Path(adapter) / "adapter_config.json"
+        if not config_file.exists():
+            raise AssistantError(f"adapter {adapter!r} not found: give a folder holding adapter_config.json")
+        base = json.loads(config_file.read_text()).get("base_model_name_or_path") or ""
+        known = {self.name, self.path, Path(self.path).name, self.name.split("/")[-1]}
+        if base and base not in known and Path(base).name not in known:
+            raise AssistantError(
+                f"adapter {adapter!r} was trained for base model {base!r}, not {self.name!r}: use that model"
+            )
+        stamp = "".join(f"{f.name}{f.stat().st_mtime_ns}" for f in sorted(Path(adapter).iterdir()) if f.is_file())
+        return "a" + hashlib.sha256(f"{Path(adapter).resolve()}\0{stamp}".encode()).hexdigest()[:16]
+
+    def load(self, adapter: str) -> str:
+        """Check ``adapter`` against the base model, load it if it is not in memory, and return its key."""
+        key = self.key(adapter)
+        with self.lock:
+            self._load(key, adapter)
+        return key
+
+    def _load(self, key: str, adapter: str) -> None:  # with the lock held
+        import warnings
+
+        from peft import PeftModel
+
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")  # peft's call
+
+        if key in self.loaded:
+            self.loaded[key] = self.loaded.pop(key)
+            return
+        try:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(adapter, adapter_name=key)
+            else:
+                device = next(self.model.parameters()).device
+                self.model = PeftModel.from_pretrained(self.model, adapter, adapter_name=key).to(device).eval()
+        except Exception as e:
+            raise AssistantError(
+                f"adapter {adapter!r} could not be loaded ({type(e).__name__}: {e}): retrain or remove it"
+            ) from None
+        self.loaded[key] = adapter
+        while len(self.loaded) > self.keep:
+            oldest = next(iter(self.loaded))
+            self.model.delete_adapter(oldest)
+            del self.loaded[oldest]
+
+    @contextlib.contextmanager
+    def using(self, adapter: str) -> Iterator[None]:
+        """Hold the model for one reply, with ``adapter`` (a folder) on, or every adapter off for ""."""
+        key = self.key(adapter) if adapter else ""
+        with self.lock:
+            if key:
+                self._load(key, adapter)
+                self.model.set_adapter(key)
+                yield
+            elif self.loaded:
+                with self.model.disable_adapter():
+                    yield
+            else:  # no adapter was ever loaded: the plain base model
+                yield

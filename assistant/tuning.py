@@ -92,18 +92,30 @@ def _generator(ingest: IngestConfig, config: AssistantConfig) -> Any:
 # commands -------------------------------------------------------------------------------
 
 
-def cmd_dataset_build(args: argparse.Namespace) -> int:
-    from assistant.cli import configs
+def build(
+    ingest: IngestConfig, config: AssistantConfig, tune: FinetuneConfig, *, feedback: bool = True, progress: bool = True
+) -> tuple[Path, dict[str, Any]]:
+    """Build the configured dataset (with the chat's saved feedback unless ``feedback`` is False).
+
+    Returns:
+        The dataset folder and the build report.
+    """
     from finetune.data import build_dataset
 
-    ingest, config = configs(args)
-    tune = finetune_config(args)
     formats = training_formats(ingest, config, tools=tune.tool_examples > 0)
     if tune.synthetic == "llm":
         formats = dataclasses.replace(formats, generate=_generator(ingest, config))
     out = dataset_folder(tune, ingest.home_path)
-    feedback = [ingest.home_path / FEEDBACK_FILE] if not args.no_feedback else []
-    report = build_dataset(tune, ingest, config.model, formats, out, feedback, progress=not args.json)
+    extra = [ingest.home_path / FEEDBACK_FILE] if feedback else []
+    return out, build_dataset(tune, ingest, config.model, formats, out, extra, progress=progress)
+
+
+def cmd_dataset_build(args: argparse.Namespace) -> int:
+    from assistant.cli import configs
+
+    ingest, config = configs(args)
+    tune = finetune_config(args)
+    out, report = build(ingest, config, tune, feedback=not args.no_feedback, progress=not args.json)
     if args.json:
         print(json.dumps({"dataset": str(out), **report}, indent=2))
         return 0

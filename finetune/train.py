@@ -478,6 +478,7 @@ class LoRARecipe:
                 tokens = sum(int(b["attention_mask"].sum()) for b in micro)
                 row = {
                     "step": self.step,
+                    "total_steps": self.total_steps,
                     "epoch": round(self.step * config.grad_accum / self.batches_per_epoch, 3),
                     "loss": round(train_loss, 5),
                     "lr": self.scheduler.get_last_lr()[0],

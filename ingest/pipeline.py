@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,6 +130,7 @@ def ingest(
     *,
     prune: bool = False,
     progress: bool = True,
+    on_file: Callable[[int, int, str], None] | None = None,
 ) -> IngestReport:
     """Ingest files and folders into the configured collection.
 
@@ -142,6 +143,7 @@ def ingest(
         config: Collection, embedder, chunking and store settings.
         prune: Also remove chunks of files in the manifest that no longer exist.
         progress: Show the embedding progress bar on a terminal.
+        on_file: Called with (files done, files in all, next path) before each file is read.
 
     Raises:
         IngestError: bad paths or config, model or store unavailable, or
@@ -158,7 +160,9 @@ def ingest(
         embedder = _LazyEmbedder(config)
         max_bytes = int(config.max_file_mb * 2**20)
         group: list[_Prepared] = []
-        for path in files:
+        for done, path in enumerate(files):
+            if on_file:
+                on_file(done, len(files), str(path))
             key = str(path)
             record = known.get(key)
             try:

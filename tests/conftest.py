@@ -225,3 +225,42 @@ def make_adapter(base: str, folder: Path, recorded_base: str | None = None) -> P
         config["base_model_name_or_path"] = recorded_base
         (folder / "adapter_config.json").write_text(json.dumps(config))
     return folder
+
+
+def trained_adapter(base: str, home: Path, name: str, recorded_base: str | None = None) -> Path:
+    """A registered LoRA adapter whose weights change the model's output (lora_B is not zero)."""
+    import json
+    from datetime import UTC, datetime
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, target_modules="all-linear"))
+    with torch.no_grad():
+        for pname, param in model.named_parameters():
+            if "lora_B" in pname:
+                param.normal_(0, 0.5)
+    folder = home / "adapters" / name
+    model.save_pretrained(folder)
+    meta = {"base_model": recorded_base or base, "created": datetime.now(UTC).isoformat(), "metrics": {"steps": 3}}
+    (folder / "adapter.json").write_text(json.dumps(meta))
+    if recorded_base:
+        peft_config = json.loads((folder / "adapter_config.json").read_text())
+        (folder / "adapter_config.json").write_text(
+            json.dumps({**peft_config, "base_model_name_or_path": recorded_base})
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def bundled_llm_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``models/`` folder holding the bundled SmolLM2 converted once: copy it into a data home to skip conversion."""
+    pytest.importorskip("gguf")
+    from assistant.config import DEFAULT_MODEL
+    from finetune.base_model import resolve_model_path
+
+    home = tmp_path_factory.mktemp("bundled-llm")
+    resolve_model_path(DEFAULT_MODEL, home)
+    return home / "models"

@@ -6,12 +6,12 @@ import tomllib
 
 import pytest
 
-from assistant.config import AssistantConfig
+from assistant.config import AppConfig, AssistantConfig
 from finetune.config import FinetuneConfig
 from ingest import IngestConfig, load_config
 from tests.conftest import ROOT
 
-SECTIONS = {"ingest": IngestConfig, "assistant": AssistantConfig, "finetune": FinetuneConfig}
+SECTIONS = {"ingest": IngestConfig, "assistant": AssistantConfig, "finetune": FinetuneConfig, "app": AppConfig}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)

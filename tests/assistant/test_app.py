@@ -1,0 +1,356 @@
+"""The browser app's handlers, called directly (no server): chat, documents, feedback, compare, adapters, training."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from assistant import app as A
+from assistant.config import AppConfig, AssistantConfig
+from assistant.errors import AssistantError
+from assistant.workspace import Upload, Workspace, safe_name
+from finetune.adapters import Registry
+from finetune.config import FinetuneConfig
+from tests.conftest import trained_adapter
+
+DOC = (
+    "The Solstice battery stores 10 kWh. Error E116 means the fan is blocked; clear the vents. "
+    "The warranty lasts 5 years."
+)
+
+
+@pytest.fixture
+def ws(tiny_lm: str, tiny_config, tmp_path: Path) -> Workspace:
+    config = AssistantConfig(model=tiny_lm, answer_tokens=12, context_window=1024, min_score=-1.0)
+    workspace = Workspace(tiny_config, config, FinetuneConfig(), AppConfig(max_upload_mb=1))
+    doc = tmp_path / "battery.txt"
+    doc.write_text(DOC)
+    report = workspace.add_documents([Upload("battery.txt", str(doc))])
+    assert report.count("added") == 1
+    return workspace
+
+
+def drain(gen):
+    """Every update a handler yields, each copied when it was yielded (the app reuses its objects)."""
+    import copy
+
+    steps = [tuple(copy.deepcopy(x) if isinstance(x, list | str) else x for x in step) for step in gen]
+    return steps, steps[-1]
+
+
+def test_chat_streams_an_answer_with_expandable_sources_and_keeps_sessions_apart(ws: Workspace) -> None:
+    one, two = A.Session(), A.Session()
+    steps, (messages, session, status, box) = drain(A.chat(ws, one, "How much does the battery store?"))
+    assert session is one and box == ""
+    partial = [s[0][-1]["content"] for s in steps[1:-1]]
+    assert len({p for p in partial if p}) >= 2  # the answer grew token by token
+    answer = messages[-1]["content"]
+    assert '<details class="source"><summary>[1] battery.txt' in answer and "10 kWh" in answer
+    assert status.startswith("context ") and " sources, 0 dropped" in status and "model: active (none" in status
+    assert one.history[0] == {"role": "user", "content": "How much does the battery store?"}
+    assert list(one.turns) == [1] and one.turns[1]["sources"][0]["text"] in DOC
+
+    _, (messages_two, *_rest) = drain(A.chat(ws, two, "What does E116 mean?"))
+    assert [m["content"] for m in messages_two if m["role"] == "user"] == ["What does E116 mean?"]
+    assert len(one.messages) == 2 and len(two.history) == 2
+
+    # a follow-up is rewritten with this session's history only
+    _, (_, _, status, _) = drain(A.chat(ws, one, "and the warranty?"))
+    assert "searched:" in status
+    assert len(one.history) == 4 and len(two.history) == 2
+
+    empty_steps = list(A.chat(ws, two, "   "))
+    assert empty_steps[-1][2] == "Type a question first." and len(two.messages) == 2
+
+
+def test_history_is_bounded_and_clear_starts_over(ws: Workspace) -> None:
+    ws.app = AppConfig(history_turns=1)
+    session = A.Session()
+    for question in ("battery?", "warranty?", "vents?"):
+        drain(A.chat(ws, session, question))
+    assert [m["content"] for m in session.history if m["role"] == "user"] == ["vents?"]
+    messages, fresh, status = A.clear(session)
+    assert messages == [] and fresh.history == [] and session.stop.is_set() and status == ""
+
+
+def test_stop_ends_the_answer_and_frees_the_model(ws: Workspace) -> None:
+    ws.config = AssistantConfig(model=ws.config.model, answer_tokens=200, context_window=1024, min_score=-1.0)
+    session = A.Session()
+    gen = A.chat(ws, session, "How much does the battery store?")
+    for _ in range(4):
+        partial = next(gen)[0][-1]["content"]
+    A.stop(session)
+    rest = list(gen)
+    assert rest[-1][0][-1]["content"].endswith("*(stopped)*") and rest[-1][2] == "Stopped."
+    assert partial and len(rest[-1][0][-1]["content"]) < 400
+    assert session.history == []  # a stopped answer is not remembered
+    # the model is free again at once: a new question is answered
+    ws.config = AssistantConfig(model=ws.config.model, answer_tokens=8, context_window=1024, min_score=-1.0)
+    _, (messages, *_r) = drain(A.chat(ws, A.Session(), "warranty?"))
+    assert "<details" in messages[-1]["content"]
+
+
+def test_closing_a_stream_early_stops_the_generation_thread(ws: Workspace) -> None:
+    import threading
+
+    model = ws.base_model()
+    before = set(threading.enumerate())
+    stream = model.stream([{"role": "user", "content": "battery"}], max_new_tokens=500)
+    next(stream)
+    started = time.perf_counter()
+    stream.close()
+    assert time.perf_counter() - started < 5 and set(threading.enumerate()) <= before
+    assert not model._weights.lock.locked()
+
+
+def test_errors_show_in_the_chat_and_the_chat_goes_on(ws: Workspace, tiny_config) -> None:
+    empty = Workspace(
+        tiny_config.__class__(**{**tiny_config.__dict__, "collection": "nothing"}), ws.config, ws.tune, ws.app
+    )
+    session = A.Session()
+    _, (messages, *_r) = drain(A.chat(empty, session, "battery?"))
+    assert messages[-1]["content"].startswith("⚠️ collection 'nothing' is empty")
+    assert session.history == []
+
+
+def test_feedback_saves_training_examples_that_dataset_build_reads(ws: Workspace) -> None:
+    from finetune.data import read_examples
+
+    session = A.Session()
+    drain(A.chat(ws, session, "How much does the battery store?"))
+    drain(A.chat(ws, session, "What does E116 mean?"))
+    assert A.rate(ws, session, 0, True) == "Only answers can be rated."
+    assert A.rate(ws, session, 1, True).startswith("Saved as a training example")
+    assert A.rate(ws, session, 3, False).startswith("Noted.")
+    assert A.correct(ws, session, "The fan is blocked; clear the vents [1].")[0].startswith("Correction saved")
+    assert A.correct(ws, session, "again")[0] == "Rate an answer with thumbs down first."
+    A.rate(ws, session, 3, False)
+    assert "not used for training" in A.correct(ws, session, "")[0]
+
+    loaded = read_examples(ws.home / "feedback.jsonl")
+    assert loaded.problems == [] and len(loaded.examples) == 2
+    first, second = (e["messages"] for e in loaded.examples)
+    assert first[0]["role"] == "system" and "[1] (battery.txt)" in first[1]["content"]  # the prompt as the model saw it
+    assert second[-1] == {"role": "assistant", "content": "The fan is blocked; clear the vents [1]."}
+    rejected = [json.loads(line) for line in (ws.home / "feedback-rejected.jsonl").read_text().splitlines()]
+    assert len(rejected) == 1 and rejected[0]["rating"] == "down"
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\me\\report.pdf", "report.pdf"),
+        ("..hidden.md", "hidden.md"),
+        ("notes <v2>?.md", "notes _v2_.md"),
+        ("..", "upload"),
+        ("/", "upload"),
+    ],
+)
+def test_upload_names_are_reduced_to_plain_file_names(given: str, kept: str) -> None:
+    assert safe_name(given) == kept
+
+
+def test_uploads_are_sanitised_limited_and_reported(ws: Workspace, tmp_path: Path) -> None:
+    sneaky = tmp_path / "x.md"
+    sneaky.write_text("# Pump\nThe pump model is PX-9 and runs at 40 litres per minute.\n")
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"a" * (2 * 2**20))
+    binary = tmp_path / "tool.exe"
+    binary.write_bytes(bytes(range(256)) * 10)
+    files = [
+        {"path": str(sneaky), "orig_name": "../../../pump.md"},
+        {"path": str(big), "orig_name": "big.txt"},
+        {"path": str(binary), "orig_name": "tool.exe"},
+        {"path": str(tmp_path / "gone.md"), "orig_name": "gone.md"},
+    ]
+    rows, summary, documents = A.add_documents(ws, files)
+    status = {row[0]: (row[1], row[3]) for row in rows}
+    assert status["pump.md"][0] == "added"
+    assert status["big.txt"] == ("skipped", "2.0 MB is over the 1 MB limit")
+    assert status["tool.exe"][0] == "skipped" and status["tool.exe"][1]
+    assert status["gone.md"][0] == "failed"
+    assert "not ingested" in summary
+    assert (ws.home / "uploads" / "pump.md").exists() and not (tmp_path.parent / "pump.md").exists()
+    assert sorted(row[0] for row in documents) == ["battery.txt", "pump.md"]
+    assert sorted(p.name for p in (ws.home / "uploads").iterdir()) == ["battery.txt", "pump.md", "tool.exe"]
+
+    # the chat finds the new document at once: the retriever follows the collection
+    _, (messages, *_r) = drain(A.chat(ws, A.Session(), "What is the pump model?"))
+    assert "pump.md" in messages[-1]["content"]
+
+    # re-ingest: a changed upload replaces its chunks
+    (ws.home / "uploads" / "pump.md").write_text("# Pump\nThe pump model is PX-10 now.\n")
+    rows, summary, _docs = A.reingest(ws, [str(ws.home / "uploads" / "pump.md")])
+    assert rows == [["pump.md", "updated", 1, ""]]
+
+    text, documents = A.remove_documents(ws, [str(ws.home / "uploads" / "pump.md")])
+    assert "1 removed" in text and [row[0] for row in documents] == ["battery.txt"]
+    assert not (ws.home / "uploads" / "pump.md").exists()
+    assert A.add_documents(ws, None)[1] == "Drop or choose files to add."
+    assert A.remove_documents(ws, [])[0] == "Choose documents to remove."
+
+
+def test_activated_adapter_answers_the_next_question_without_reloading(ws: Workspace, tiny_lm: str) -> None:
+    trained_adapter(tiny_lm, ws.home, "tuned")
+    question = [{"role": "user", "content": "battery capacity"}]
+
+    def reply(adapter: str) -> str:
+        return "".join(ws.model(adapter).stream(question, max_new_tokens=8))
+
+    base = reply("active")
+    weights = ws.base_model()._weights
+    assert ws.activate("tuned") == "tuned"
+    tuned = reply("active")
+    assert tuned != base and reply("tuned") == tuned
+    assert reply("base") == base  # the adapter is switched off, not unloaded
+    assert ws.base_model()._weights is weights and len(weights.loaded) == 1
+    assert ws.rollback() == "base model" and reply("active") == base
+
+    trained_adapter(tiny_lm, ws.home, "other-base", recorded_base="someone/else")
+    with pytest.raises(Exception, match="trained on 'someone/else'"):
+        ws.activate("other-base")
+    with pytest.raises(AssistantError, match="trained for base model 'someone/else'"):
+        ws.model("other-base")
+    assert reply("active") == base
+
+
+def test_compare_gives_four_answers_with_one_set_of_sources(ws: Workspace, tiny_lm: str) -> None:
+    steps, last = drain(A.compare(ws, "What does E116 mean?", "base"))
+    assert last[0].startswith("**base model · no retrieval**") and "No adapter" in last[1] and "No adapter" in last[3]
+    assert "[1] battery.txt" in last[4] and last[5].startswith("Done: 2 answers")
+
+    trained_adapter(tiny_lm, ws.home, "tuned")
+    steps, last = drain(A.compare(ws, "What does E116 mean?", "tuned"))
+    bodies = [text.split("**\n\n", 1)[1] for text in last[:4]]
+    assert all(bodies) and bodies[0] != bodies[1] and bodies[2] != bodies[3]
+    assert last[3].startswith("**adapter tuned · with the retrieved sources**") and last[5].startswith("Done: 4")
+    assert len(steps) > 8  # each answer streams
+    with pytest.raises(A.UserError, match="not registered"):
+        list(A.compare(ws, "E116?", "nope"))
+    with pytest.raises(A.UserError, match="type a question"):
+        list(A.compare(ws, " ", "tuned"))
+
+
+def test_adapters_tab_lists_activates_rolls_back_and_refuses_removing_the_active(ws: Workspace, tiny_lm: str) -> None:
+    trained_adapter(tiny_lm, ws.home, "first")
+    trained_adapter(tiny_lm, ws.home, "second")
+    ws.activate("first")
+    ws.activate("second")
+    rows = A.adapter_rows(ws)
+    assert {row[0] for row in rows} == {"first", "● second"}
+    assert A.adapter_choices(ws)[:2] == ["active", "base"]
+    with pytest.raises(Exception, match="active"):
+        ws.remove_adapter("second")
+    assert ws.rollback() == "first"
+    ws.remove_adapter("second")
+    assert [row[0] for row in A.adapter_rows(ws)] == ["● first"]
+    assert ws.activate("base") == "base model" and Registry(ws.home).active() is None
+
+
+def test_the_app_builds_without_serving(ws: Workspace) -> None:
+    app = A.create_app(ws)
+    names = {d.api_name for d in app.fns.values() if d.api_name}
+    assert {"chat", "add_documents", "compare"} <= names
+
+
+def test_training_runs_in_the_background_with_progress_cancel_resume_and_activate(
+    ws: Workspace, tiny_lm: str, tiny_embedder: str
+) -> None:
+    options = ["--set", f"model={tiny_lm}", "--set", f"embedding_model={tiny_embedder}"]
+    ws.tune = FinetuneConfig(tool_examples=0, closed_book=0.0, max_tokens=512, eval_questions=0)
+    ws.job.options = [*options, "--set", "tool_examples=0", "--set", "closed_book=0", "--set", "max_tokens=512"]
+    with pytest.raises(A.UserError, match="Build dataset first"):
+        A.start_training(ws, "early", 1, 2, 1e-3, False)
+    report = A.build_dataset(ws, True)
+    assert "**Dataset**" in report and "train" in report
+
+    # a long run, cancelled after its first steps, keeps a checkpoint and leaves the active adapter alone
+    settings = {"steps": 400, "eval_every": 2, "batch_size": 1, "grad_accum": 1, "eval_questions": 0}
+    ws.job.start("bg", settings)
+    with pytest.raises(AssistantError, match="still running"):
+        ws.job.start("other", settings)
+    deadline = time.time() + 120
+    while ws.job.status().step < 3 and time.time() < deadline:
+        time.sleep(0.5)
+    head, bar, frame, _result, can_activate = A.training_view(ws)
+    assert "Training" in head and "<progress" in bar and "of 400" in bar and not can_activate
+    assert len(frame) >= 3 and set(frame["series"]) >= {"train"}
+    assert A.cancel_training(ws).startswith("Cancelling")
+    ws.job.wait(60)
+    status = ws.job.status()
+    assert status.state == "cancelled" and "--resume bg" in status.message
+    assert (ws.home / "runs" / "bg" / "checkpoint.pt").exists() and Registry(ws.home).list() == []
+    assert A.cancel_training(ws) == "No training is running."
+    assert A.resume_training(ws) == "Resumed **bg**." and ws.job.status().running
+    ws.job.cancel()
+    ws.job.wait(60)
+    with pytest.raises(A.UserError, match="only a cancelled run"):
+        ws.job.cancelled = False
+        A.resume_training(ws)
+
+    # a short run completes, reports, and is activated from the panel
+    A.start_training(ws, "short", 1, 2, 1e-3, False)
+    assert ws.job.wait(180) == 0, ws.job.status().message
+    head, bar, frame, result, can_activate = A.training_view(ws)
+    assert "Completed" in head and can_activate and "val loss" in result
+    assert A.activate_trained(ws).startswith("Active adapter: **short**")
+    assert Registry(ws.home).active() == "short"
+    with pytest.raises(AssistantError, match="exists"):
+        A.start_training(ws, "short", 1, 2, 1e-3, False)
+    with pytest.raises(AssistantError, match="not usable"):
+        A.start_training(ws, "../evil", 1, 2, 1e-3, False)
+
+
+def test_app_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(AssistantError, match="port"):
+        AppConfig(port=70000)
+    with pytest.raises(AssistantError, match="both username and password"):
+        AppConfig(username="me")
+    assert AppConfig().login() is None
+    monkeypatch.setenv("RAGTUNE_USERNAME", "me")
+    monkeypatch.setenv("RAGTUNE_PASSWORD", "secret")
+    assert AppConfig().login() == ("me", "secret")
+    assert AppConfig(username="you", password="pw").login() == ("you", "pw")
+    monkeypatch.delenv("RAGTUNE_PASSWORD")
+    with pytest.raises(AssistantError, match="RAGTUNE_PASSWORD"):
+        AppConfig().login()
+
+
+def _text(content) -> str:
+    """A chat message's text as the API returns it (a string, or a list of typed parts)."""
+    return content if isinstance(content, str) else "".join(part.get("text", "") for part in content)
+
+
+def test_the_served_app_answers_through_its_api_behind_a_login(ws: Workspace) -> None:
+    import socket
+
+    from gradio_client import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ws.app = AppConfig(port=port, username="me", password="pw")
+    app = A.launch(ws, block=False, quiet=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        with pytest.raises(Exception):  # noqa: B017 - the client's own error for a refused login
+            Client(url, verbose=False)
+        with pytest.raises(Exception):  # noqa: B017
+            Client(url, auth=("me", "wrong"), verbose=False)
+        one = Client(url, auth=("me", "pw"), verbose=False)
+        two = Client(url, auth=("me", "pw"), verbose=False)
+        messages, status, box = one.predict("How much does the battery store?", "RAG", "active", api_name="/chat")
+        assert "battery.txt" in _text(messages[-1]["content"]) and status.startswith("context") and box == ""
+        messages, _status, _box = two.predict("What does E116 mean?", "RAG", "base", api_name="/chat")
+        assert [_text(m["content"]) for m in messages if m["role"] == "user"] == ["What does E116 mean?"]
+        messages, _status, _box = one.predict("and the warranty?", "RAG", "active", api_name="/chat")
+        assert [_text(m["content"]) for m in messages if m["role"] == "user"] == [
+            "How much does the battery store?",
+            "and the warranty?",
+        ]
+    finally:
+        app.close()

@@ -1,0 +1,170 @@
+"""The app in a real browser: Debian's chromium driven by Playwright against ``ragtune chat`` on a loopback port.
+
+Runs the bundled embedder and model on the sample corpus. Screenshots go to
+``build/screenshots/``. Skipped only when chromium or Playwright is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, trained_adapter
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "build" / "screenshots"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def app_url(tmp_path: Path, bundled_llm_models: Path, bundled_embedder: str) -> Iterator[tuple[str, Path]]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is absent: apt-get install chromium")
+    pytest.importorskip("playwright")
+    home = tmp_path / "home"
+    shutil.copytree(bundled_llm_models, home / "models")
+    model = next((home / "models").iterdir())
+    trained_adapter(str(model), home, "demo", recorded_base="HuggingFaceTB/SmolLM2-135M-Instruct")
+    port = _free_port()
+    log = (tmp_path / "app.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "assistant", "chat", "--port", str(port), "--set", "answer_tokens=40"],
+        env={**os.environ, "RAGTUNE_HOME": str(home)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + 300
+        while "serving on" not in (tmp_path / "app.log").read_text():
+            assert process.poll() is None, (tmp_path / "app.log").read_text()
+            assert time.time() < deadline, "the app did not start in 5 minutes"
+            time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", port), timeout=30):
+            pass
+        yield f"http://127.0.0.1:{port}", home
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+def _bot_text(page) -> str:
+    bots = page.locator("#chat .message.bot, #chat [data-testid='bot']")
+    return bots.last.inner_text() if bots.count() else ""
+
+
+def _ask(page, question: str) -> list[str]:
+    """Send a question; return the answer's texts as seen while it streamed (sources at the end)."""
+    before = page.locator("#chat details.source").count()
+    page.fill("#question textarea", question)
+    page.click("#send")
+    seen: list[str] = []
+    deadline = time.time() + 240
+    while page.locator("#chat details.source").count() <= before:
+        assert time.time() < deadline, "no answer with sources within 4 minutes"
+        text = _bot_text(page)
+        if text and (not seen or seen[-1] != text):
+            seen.append(text)
+        time.sleep(0.05)
+    seen.append(_bot_text(page))
+    return seen
+
+
+def test_chat_documents_and_compare_in_a_real_browser(app_url: tuple[str, Path], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, home = app_url
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    zork = tmp_path / "zork-club.md"
+    zork.write_text("# Zork club\n\nThe secret password of the Zork club is PINEAPPLE. Members meet on Tuesdays.\n")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url)
+        page.wait_for_selector("#question textarea", timeout=60_000)
+
+        # a question about the sample corpus: the answer streams in, then cites its sources
+        seen = _ask(page, "What does error E116 mean and how is it fixed?")
+        assert len({t for t in seen[:-1] if t.strip()}) >= 2, seen  # several partial answers before the last
+        first = page.locator("#chat details.source").first
+        assert "error-codes.csv" in page.locator("#chat details.source summary").all_inner_texts()[0] + " ".join(
+            page.locator("#chat details.source summary").all_inner_texts()
+        )
+        assert not first.locator("p").first.is_visible()
+        first.locator("summary").click()
+        assert first.locator("p").first.is_visible() and len(first.locator("p").first.inner_text()) > 20
+        assert "context" in page.locator("#chat-status").inner_text()
+        page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
+
+        # thumbs up saves a training example
+        page.locator("#chat button[aria-label='Like']").last.click()
+        page.wait_for_function(
+            "document.querySelector('#feedback-notice').innerText.includes('training example')", timeout=30_000
+        )
+        rows = [json.loads(line) for line in (home / "feedback.jsonl").read_text().splitlines()]
+        assert len(rows) == 1 and rows[0]["messages"][-1]["role"] == "assistant"
+
+        # another browser session starts with an empty chat
+        other = browser.new_context().new_page()
+        other.goto(url)
+        other.wait_for_selector("#question textarea", timeout=60_000)
+        assert other.locator("#chat details.source").count() == 0 and "E116" not in other.locator("#chat").inner_text()
+        other.close()
+
+        # upload a document, see it listed, ask about it
+        page.get_by_role("tab", name="Documents").click()
+        page.set_input_files("#documents-upload input[type=file]", str(zork))
+        page.wait_for_function(
+            "document.querySelector('#ingest-report').innerText.includes('added')"
+            " && document.querySelector('#documents').innerText.includes('zork-club.md')",
+            timeout=120_000,
+        )
+        page.screenshot(path=str(SHOTS / "documents.png"), full_page=True)
+        page.get_by_role("tab", name="Chat").click()
+        page.click("#clear")  # a new topic: a fresh chat
+        page.wait_for_function("document.querySelectorAll('#chat details.source').length === 0", timeout=30_000)
+        _ask(page, "What is the secret password of the Zork club?")
+        answer = page.locator("#chat details.source").last.locator("xpath=..")
+        summaries = " ".join(page.locator("#chat details.source summary").all_inner_texts())
+        assert "zork-club.md" in summaries
+        assert "PINEAPPLE" in _bot_text(page).upper(), _bot_text(page)
+        assert answer.count() == 1
+
+        # compare: the base model and the adapter, closed-book and with the same sources
+        page.get_by_role("tab", name="Compare").click()
+        page.fill("#compare-question textarea", "What is the secret password of the Zork club?")
+        page.click("#compare")
+        page.wait_for_function(
+            "document.querySelector('#compare-status').innerText.includes('Done: 4 answers')", timeout=240_000
+        )
+        assert "zork-club.md" in page.locator("#compare-sources").inner_text()
+        keys = ("base-closed", "tuned-closed", "base-rag", "tuned-rag")
+        texts = {key: page.locator(f"#{key}").inner_text() for key in keys}
+        assert all(len(t.split("\n", 1)[-1].strip()) > 10 for t in texts.values()), texts
+        assert "adapter demo" in page.locator("#tuned-closed").inner_text()
+        page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+
+        page.get_by_role("tab", name="Adapters").click()
+        page.wait_for_function("document.querySelector('#adapters').innerText.includes('demo')", timeout=30_000)
+        page.screenshot(path=str(SHOTS / "adapters.png"), full_page=True)
+        browser.close()
