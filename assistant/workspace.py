@@ -151,7 +151,9 @@ class Workspace:
         """Keep uploaded files under ``HOME/uploads`` (a same-named file is replaced) and ingest them.
 
         Names are reduced to plain file names; files over the upload limit are
-        refused and reported, the rest are ingested as ``ragtune ingest`` would.
+        refused and reported, the rest are ingested as ``ragtune ingest`` would. An
+        upload that cannot be ingested is not kept; one that replaced an ingested
+        file puts the earlier version back, so its file and its chunks still match.
         """
         folder = self.home / UPLOADS
         folder.mkdir(parents=True, exist_ok=True)
@@ -176,9 +178,21 @@ class Workspace:
             target = folder / name
             partial = target.with_name(f".{name}.part")
             shutil.copyfile(source, partial)
+            if target.exists():  # the version already ingested stays until the new one is
+                target.replace(target.with_name(f".{name}.previous"))
             partial.replace(target)
             kept.append(target)
         report = self.reingest(kept, on_file) if kept else IngestReport(self.ingest.collection)
+        for f in report.files:  # a rejected upload leaves uploads/ as it was
+            target = Path(f.path)
+            previous = target.with_name(f".{target.name}.previous")
+            if f.status in ("skipped", "failed"):
+                if previous.exists():
+                    previous.replace(target)
+                else:
+                    target.unlink(missing_ok=True)
+            else:
+                previous.unlink(missing_ok=True)
         report.files = refused + report.files
         return report
 

@@ -176,7 +176,16 @@ def test_uploads_are_sanitised_limited_and_reported(ws: Workspace, tmp_path: Pat
     assert "not ingested" in summary
     assert (ws.home / "uploads" / "pump.md").exists() and not (tmp_path.parent / "pump.md").exists()
     assert sorted(row[0] for row in documents) == ["battery.txt", "pump.md"]
-    assert sorted(p.name for p in (ws.home / "uploads").iterdir()) == ["battery.txt", "pump.md", "tool.exe"]
+    assert sorted(p.name for p in (ws.home / "uploads").iterdir()) == ["battery.txt", "pump.md"]  # no rejects kept
+
+    # a broken new version of an ingested upload is refused and the ingested one stays
+    broken = tmp_path / "broken.md"
+    broken.write_bytes(bytes(range(256)) * 10)
+    rows, _summary, _docs = A.add_documents(ws, [{"path": str(broken), "orig_name": "pump.md"}])
+    assert rows[0][1] in ("skipped", "failed") and "previously ingested version is kept" in rows[0][3]
+    assert "PX-9" in (ws.home / "uploads" / "pump.md").read_text()
+    assert sorted(p.name for p in (ws.home / "uploads").iterdir()) == ["battery.txt", "pump.md"]
+    assert A.reingest(ws, [str(ws.home / "uploads" / "pump.md")])[0] == [["pump.md", "unchanged", 1, ""]]
 
     # the chat finds the new document at once: the retriever follows the collection
     _, (messages, *_r) = drain(A.chat(ws, A.Session(), "What is the pump model?"))
