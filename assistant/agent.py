@@ -124,6 +124,14 @@ def parse_tool_calls(reply: str) -> Parsed:
 _BAD = object()
 
 
+def arguments_object(arguments: Any) -> Any:
+    """Tool call arguments as an object when they are JSON text (chat templates expect objects)."""
+    if not isinstance(arguments, str):
+        return arguments
+    value = _loads(arguments or "{}")
+    return arguments if value is _BAD else value
+
+
 def _loads(text: str) -> Any:
     """JSON, leniently: trailing commas, Python-style quotes and literals, missing closing brackets."""
     text = text.strip()
@@ -276,6 +284,41 @@ def run_agent(
     )
 
 
+def tool_prompt(
+    system: str, transcript: list[Message], schemas: list[Schema] | None, native: bool
+) -> tuple[list[Message], list[Schema] | None]:
+    """The messages and tool schemas a model is given for ``transcript`` (OpenAI-style messages).
+
+    With ``native`` the chat template renders the schemas, calls and ``tool`` messages
+    itself; otherwise the schemas go into the system prompt in this module's format,
+    calls become ``<tool_call>`` text and results ``<tool_response>`` user turns.
+    ``schemas`` None: no tools offered this turn. ``system`` "" adds no system prompt of its own.
+    """
+    if schemas and not native:
+        specs = "\n".join(json.dumps(s["function"], ensure_ascii=False) for s in schemas)
+        system = (system + "\n\n" if system else "") + TOOL_FORMAT.format(tools=specs)
+    messages: list[Message] = [{"role": "system", "content": system}] if system else []
+    names = {c.get("id"): c["function"]["name"] for m in transcript for c in m.get("tool_calls") or []}
+    for m in transcript:
+        if native:
+            messages.append(m)
+        elif m.get("tool_calls"):
+            calls = [
+                json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]})
+                for c in m["tool_calls"]
+            ]
+            tagged = [f"<tool_call>{c}</tool_call>" for c in calls]
+            text = "\n".join([m["content"], *tagged] if m["content"] else tagged)
+            messages.append({"role": "assistant", "content": text})
+        elif m["role"] == "tool":
+            name = m.get("name") or names.get(m.get("tool_call_id"), "")
+            response = json.dumps({"name": name, "content": m["content"]}, ensure_ascii=False)
+            messages = _with_user(messages, f"<tool_response>\n{response}\n</tool_response>")
+        else:
+            messages.append({"role": m["role"], "content": m["content"]})
+    return messages, (schemas if schemas and native else None)
+
+
 def _with_user(messages: list[Message], text: str) -> list[Message]:
     """``messages`` plus a user turn, merged into the last one if it is already the user's."""
     if messages and messages[-1]["role"] == "user":
@@ -337,29 +380,8 @@ class _Run:
             transcript[old] = {**transcript[old], "content": dropped}
 
     def _render(self, transcript: list[Message], with_tools: bool) -> tuple[list[Message], list[Schema] | None]:
-        system = SYSTEM_AGENT
-        if with_tools and not self.native:
-            specs = "\n".join(json.dumps(s["function"], ensure_ascii=False) for s in self.registry.schemas())
-            system += "\n\n" + TOOL_FORMAT.format(tools=specs)
-        messages: list[Message] = [{"role": "system", "content": system}]
-        for m in transcript:
-            if self.native:
-                messages.append(m)
-            elif m.get("tool_calls"):
-                calls = [
-                    json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]})
-                    for c in m["tool_calls"]
-                ]
-                text = (m["content"] + "\n" if m["content"] else "") + "\n".join(
-                    f"<tool_call>{c}</tool_call>" for c in calls
-                )
-                messages.append({"role": "assistant", "content": text})
-            elif m["role"] == "tool":
-                response = json.dumps({"name": m["name"], "content": m["content"]}, ensure_ascii=False)
-                messages = _with_user(messages, f"<tool_response>\n{response}\n</tool_response>")
-            else:
-                messages.append({"role": m["role"], "content": m["content"]})
-        return messages, (self.registry.schemas() if with_tools and self.native else None)
+        schemas = self.registry.schemas() if with_tools else None
+        return tool_prompt(SYSTEM_AGENT, transcript, schemas, self.native)
 
     # generation -----------------------------------------------------------------------
 

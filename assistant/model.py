@@ -2,8 +2,8 @@
 
 Everything above this module (retrieval, prompts, the agent, the app) talks to
 a :class:`ChatModel`: count the tokens of a conversation, and stream a reply.
-A second backend, such as an OpenAI-compatible server, implements the same
-two methods.
+The ``openai`` backend (:mod:`assistant.openai_model`, any OpenAI-compatible
+server) implements the same methods.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.config import AssistantConfig
 from assistant.errors import AssistantError
 from finetune.base_model import resolve_model_path
 from ingest.embedding import pick_device
+
+if TYPE_CHECKING:
+    from assistant.openai_model import OpenAIModel
 
 Message = dict[str, Any]  # role, content; tool_calls / name / tool_call_id in agent transcripts
 Schema = dict[str, Any]  # an OpenAI-style function schema
@@ -273,22 +276,21 @@ def _chat_tokenizer(name: str, path: str) -> Any:
     return tokenizer
 
 
-def load_model(config: AssistantConfig, home: Path, adapter: str | None = None) -> LocalModel:
-    """The configured local model; ``adapter`` overrides the configured one.
+def load_model(config: AssistantConfig, home: Path, adapter: str | None = None) -> LocalModel | OpenAIModel:
+    """The configured model (``backend``: local weights, or an OpenAI-compatible server); ``adapter`` overrides
+    the configured one.
 
     An adapter setting is ``active`` (the registry's active adapter, if any), a registered name, a folder,
     or "" / ``none`` for the base model.
     """
     from finetune.adapters import Registry
 
-    return LocalModel(
-        config.model,
-        home,
-        Registry(home).resolve(config.adapter if adapter is None else adapter),
-        config.device,
-        config.context_window,
-        config.repetition_penalty,
-    )
+    folder = Registry(home).resolve(config.adapter if adapter is None else adapter)
+    if config.backend == "openai":
+        from assistant.openai_model import OpenAIModel
+
+        return OpenAIModel(config, home, folder)
+    return LocalModel(config.model, home, folder, config.device, config.context_window, config.repetition_penalty)
 
 
 class _Weights:

@@ -157,7 +157,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         registry.update_metadata(result.name, evaluation=evaluation)
         print(format_evaluation(evaluation))
     if args.activate:
-        registry.activate(result.name, config.model)
+        activate_adapter(config, home, result.name)
         print(f"activated {result.name}: the assistant uses it from the next question")
     else:
         print(f"`ragtune adapters activate {result.name}` makes the assistant use it")
@@ -253,27 +253,62 @@ def cmd_adapters_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def activate_adapter(config: AssistantConfig, home: Path, name: str) -> str:
+    """Make adapter ``name`` active; returns its name.
+
+    With the openai backend and ``load_adapters``, the server loads it first (vLLM's runtime LoRA
+    endpoint), so a server that cannot load it leaves the active adapter unchanged.
+
+    Raises:
+        FinetuneError: unknown name, or an adapter for another base model.
+        AssistantError: the server could not load it.
+    """
+    from finetune.adapters import Registry
+
+    registry = Registry(home)
+    info = registry.get(name)
+    _load_into_server(config, home, name, info.path)
+    return registry.activate(name, config.model).name
+
+
+def rollback_adapter(config: AssistantConfig, home: Path) -> str | None:
+    """Re-activate the previous adapter (None: the base model), loading it into the server first as above."""
+    from finetune.adapters import Registry
+
+    registry = Registry(home)
+    previous = registry.previous()
+    if previous:
+        _load_into_server(config, home, previous, registry.path(previous))
+    return registry.rollback()
+
+
+def _load_into_server(config: AssistantConfig, home: Path, name: str, folder: Path) -> None:
+    if config.backend != "openai" or not config.load_adapters:
+        return
+    from assistant.openai_model import OpenAIModel
+
+    OpenAIModel(config, home, str(folder)).load_adapter(name, str(folder.resolve()))
+    print(f"loaded adapter {name} into the model server at {config.base_url}")
+
+
 def cmd_adapters_activate(args: argparse.Namespace) -> int:
     from assistant.cli import configs
     from finetune.adapters import Registry
 
     ingest, config = configs(args)
-    registry = Registry(ingest.home_path)
     if args.name == "none":
-        registry.deactivate()
+        Registry(ingest.home_path).deactivate()
         print("the assistant uses the base model")
         return 0
-    info = registry.activate(args.name, config.model)
-    print(f"active adapter: {info.name}")
+    print(f"active adapter: {activate_adapter(config, ingest.home_path, args.name)}")
     return 0
 
 
 def cmd_adapters_rollback(args: argparse.Namespace) -> int:
     from assistant.cli import configs
-    from finetune.adapters import Registry
 
-    ingest, _config = configs(args)
-    name = Registry(ingest.home_path).rollback()
+    ingest, config = configs(args)
+    name = rollback_adapter(config, ingest.home_path)
     print(f"active adapter: {name}" if name else "the assistant uses the base model")
     return 0
 
@@ -285,6 +320,62 @@ def cmd_adapters_remove(args: argparse.Namespace) -> int:
     ingest, _config = configs(args)
     Registry(ingest.home_path).remove(args.name)
     print(f"removed adapter {args.name}")
+    return 0
+
+
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
+
+
+def vllm_command(config: AssistantConfig, home: Path, every: bool = False, port: int = 8000) -> str:
+    """The ``vllm serve`` command line for the base model and the active adapter (``every``: all adapters).
+
+    Adapters are served under their registered names, which is how the openai backend asks for them.
+
+    Raises:
+        FinetuneError: an adapter's rank is beyond what vLLM serves.
+    """
+    import shlex
+
+    from finetune.adapters import Registry, same_model
+    from finetune.base_model import resolve_model_path
+    from finetune.errors import FinetuneError
+
+    registry = Registry(home)
+    adapters = [a for a in registry.list() if (every or a.active) and same_model(a.base_model, config.model)]
+    path = resolve_model_path(config.model, home)
+    weights = str(Path(path).resolve()) if Path(path).exists() else path
+    parts = ["vllm", "serve", weights, "--served-model-name", config.served_model or config.model]
+    parts += ["--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(config.context_window)]
+    if adapters:
+        rank = max(int(json.loads((a.path / "adapter_config.json").read_text()).get("r", 16)) for a in adapters)
+        fitting = [r for r in VLLM_LORA_RANKS if r >= rank]
+        if not fitting:
+            raise FinetuneError(f"LoRA rank {rank} is above vLLM's largest ({VLLM_LORA_RANKS[-1]}): retrain smaller")
+        parts += ["--enable-lora", "--max-lora-rank", str(fitting[0]), "--max-loras", str(max(len(adapters), 1))]
+        parts += ["--lora-modules", *(f"{a.name}={a.path.resolve()}" for a in adapters)]
+    if config.native_tools:
+        parts += ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def cmd_adapters_vllm(args: argparse.Namespace) -> int:
+    from assistant.cli import configs
+    from finetune.adapters import Registry
+
+    ingest, config = configs(args)
+    home = ingest.home_path
+    command = vllm_command(config, home, args.all, args.port)
+    dora = [a.name for a in Registry(home).list() if a.metadata.get("hyperparameters", {}).get("dora")]
+    print("VLLM_ALLOW_RUNTIME_LORA_UPDATING=True " + command)
+    print("\n# then, in the [assistant] table (or --set):")
+    print('backend = "openai"')
+    print(f'base_url = "http://127.0.0.1:{args.port}/v1"')
+    print("load_adapters = true    # `ragtune adapters activate NAME` loads NAME into the running vLLM first")
+    if config.native_tools:
+        print("# --tool-call-parser hermes suits Qwen2.5/Hermes-style templates; pick the parser of your model,")
+        print("# or drop both tool flags and set native_tools = false (tools in the prompt, as for SmolLM2)")
+    if dora:
+        print(f"# note: {', '.join(dora)} use DoRA, which vLLM does not serve: retrain with dora = false")
     return 0
 
 
@@ -324,7 +415,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     f.set_defaults(func=cmd_finetune)
 
     a = sub.add_parser("adapters", help="list, activate, roll back and remove trained adapters")
-    asub = a.add_subparsers(dest="adapters_command", required=True, metavar="{list,activate,rollback,remove}")
+    asub = a.add_subparsers(dest="adapters_command", required=True, metavar="{list,activate,rollback,remove,vllm}")
     al = asub.add_parser("list", parents=[parent], help="every adapter with its metrics; * marks the active one")
     al.add_argument("--json", action="store_true", help="print the adapter.json of each")
     al.set_defaults(func=cmd_adapters_list)
@@ -336,3 +427,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     rm = asub.add_parser("remove", parents=[parent], help="delete an adapter that is not active")
     rm.add_argument("name", help="adapter name")
     rm.set_defaults(func=cmd_adapters_remove)
+    av = asub.add_parser(
+        "vllm",
+        parents=[parent],
+        help="print the vLLM command serving the base model with the active adapter",
+        description="Print the `vllm serve` command for the base model plus the active adapter (--all: every "
+        "adapter for this base model), and the [assistant] settings that point ragtune at it.",
+    )
+    av.add_argument("--all", action="store_true", help="serve every adapter for this base model, not only the active")
+    av.add_argument("--port", type=int, default=8000, help="vLLM's port (default 8000)")
+    av.set_defaults(func=cmd_adapters_vllm)

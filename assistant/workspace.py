@@ -21,7 +21,7 @@ from typing import Any
 from assistant.config import AppConfig, AssistantConfig
 from assistant.errors import AssistantError
 from assistant.jobs import TrainingJob
-from assistant.tuning import FEEDBACK_FILE
+from assistant.tuning import FEEDBACK_FILE, activate_adapter, rollback_adapter
 from finetune.config import FinetuneConfig
 from ingest.config import IngestConfig
 from ingest.pipeline import FileReport, IngestReport
@@ -58,6 +58,8 @@ class Workspace:
         tune: Fine-tuning settings (dataset name and build options).
         app: Serving settings (upload limit, history length).
         options: The common command-line options, passed on to training runs.
+        model: A model already loaded (a :class:`~assistant.model.ChatModel` with ``with_adapter``);
+            None: the configured one, loaded on first use.
     """
 
     def __init__(
@@ -67,11 +69,12 @@ class Workspace:
         tune: FinetuneConfig,
         app: AppConfig,
         options: list[str] | None = None,
+        model: Any = None,
     ) -> None:
         self.ingest, self.config, self.tune, self.app = ingest, config, tune, app
         self.home = ingest.home_path
         self.job = TrainingJob(self.home, options or [])
-        self._model: Any = None
+        self._model: Any = model
         self._retriever: tuple[str, Any] | None = None
         self._registry: Any = None
         self._lock = threading.Lock()
@@ -83,10 +86,9 @@ class Workspace:
         """The base model, loaded on first use and kept."""
         with self._lock:
             if self._model is None:
-                from assistant.model import LocalModel
+                from assistant.model import load_model
 
-                c = self.config
-                self._model = LocalModel(c.model, self.home, "", c.device, c.context_window, c.repetition_penalty)
+                self._model = load_model(self.config, self.home, "")
             return self._model
 
     def model(self, adapter: str = ACTIVE) -> Any:
@@ -281,12 +283,10 @@ class Workspace:
         if name in (BASE, "none", ""):
             registry.deactivate()
             return "base model"
-        return registry.activate(name, self.config.model).name
+        return activate_adapter(self.config, self.home, name)
 
     def rollback(self) -> str:
-        from finetune.adapters import Registry
-
-        return Registry(self.home).rollback() or "base model"
+        return rollback_adapter(self.config, self.home) or "base model"
 
     def remove_adapter(self, name: str) -> None:
         from finetune.adapters import Registry

@@ -141,16 +141,27 @@ class Registry:
         if state.get("active"):
             write_json(self.root / ACTIVE_FILE, {"active": None, "history": [*state["history"], state["active"]][-20:]})
 
-    def rollback(self) -> str | None:
-        """Re-activate the previously active adapter (None: the base model); returns the new active name.
+    def previous(self) -> str | None:
+        """The adapter :meth:`rollback` would re-activate (None: the base model).
 
-        Adapters removed since are skipped.
+        Raises:
+            FinetuneError: there is nothing to roll back to.
         """
         state = self._state()
         history = [n for n in state.get("history", []) if (self.root / n / ADAPTER_FILE).exists()]
         if not history and not state.get("active"):
             raise FinetuneError("nothing to roll back to: no adapter was ever activated")
-        previous = history.pop() if history else None
+        return history[-1] if history else None
+
+    def rollback(self) -> str | None:
+        """Re-activate the previously active adapter (None: the base model); returns the new active name.
+
+        Adapters removed since are skipped.
+        """
+        previous = self.previous()
+        history = [n for n in self._state().get("history", []) if (self.root / n / ADAPTER_FILE).exists()]
+        if history:
+            history.pop()
         write_json(self.root / ACTIVE_FILE, {"active": previous, "history": history})
         return previous
 

@@ -48,7 +48,7 @@ class IngestConfig:
     chunk_tokens: int = 200  # tokens of the embedder's tokenizer, special tokens excluded
     chunk_overlap: int = 32
     max_file_mb: float = 64.0
-    batch_size: int = 64
+    batch_size: int = 0  # chunks per embedding batch; 0: auto (64 on CPU, 512 on a GPU)
     group_chunks: int = 2048  # chunks embedded and written per crash-safe step
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     chroma_url: str = ""  # empty: embedded PersistentClient in the data home
@@ -68,8 +68,8 @@ class IngestConfig:
             )
         if self.max_file_mb <= 0:
             raise IngestError("max_file_mb must be positive")
-        if self.batch_size < 1 or self.group_chunks < 1:
-            raise IngestError("batch_size and group_chunks must be at least 1")
+        if self.batch_size < 0 or self.group_chunks < 1:
+            raise IngestError("batch_size must be 0 (auto) or more, and group_chunks at least 1")
 
     @property
     def home_path(self) -> Path:

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 BUNDLED_ALIASES = ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
 
 
+CPU_BATCH = 64  # chunks per embedding batch with batch_size = 0 (auto)
+GPU_BATCH = 512
+
+
 def pick_device(device: str = "auto") -> str:
     """Return ``device`` unless it is ``"auto"``: then CUDA, else Apple MPS, else CPU."""
     if device != "auto":
@@ -84,10 +88,13 @@ def embedding_dimension(model: SentenceTransformer) -> int:
 def embed(
     model: SentenceTransformer,
     texts: list[str],
-    batch_size: int = 64,
+    batch_size: int = 0,
     progress: bool = True,
 ) -> np.ndarray:
     """Embed ``texts`` in batches sorted by length (less padding), in input order.
+
+    ``batch_size`` 0 picks one for the device: large batches keep a GPU busy, small ones
+    bound a CPU's memory.
 
     Shows a progress bar in chunks per second when ``progress`` and stderr is a
     terminal. Returns L2-normalised float32 vectors, one row per text.
@@ -95,6 +102,8 @@ def embed(
     import numpy as np
     from tqdm import tqdm
 
+    if batch_size < 1:
+        batch_size = GPU_BATCH if str(model.device).startswith(("cuda", "mps")) else CPU_BATCH
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     out = np.empty((len(texts), embedding_dimension(model)), dtype=np.float32)
     bar: Any = tqdm(total=len(texts), unit="chunk", desc="embedding", disable=None if progress else True)

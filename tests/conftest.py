@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,14 @@ class ScriptedModel:
         self.replies: list[str] = []
         self.prompts: list[list[dict]] = []
         self.tools: list[list[dict] | None] = []
+        self.delay = 0.0  # seconds before each word: a slow model
+        self.emitted = 0  # words the last reply yielded
+        self.finished = False  # whether the last reply was read to its end
+
+    def with_adapter(self, adapter: str) -> ScriptedModel:
+        if adapter:
+            raise AssertionError("the scripted model has no adapters")
+        return self
 
     def enqueue(self, *replies: str) -> ScriptedModel:
         self.replies.extend(replies)
@@ -152,8 +161,13 @@ class ScriptedModel:
         if not self.replies:
             raise AssertionError("the scripted model was called more often than scripted")
         words = self.replies.pop(0).split(" ")[:max_new_tokens]
+        self.finished = False
         for n, word in enumerate(words):
+            if self.delay:
+                time.sleep(self.delay)
+            self.emitted = n + 1
             yield word + (" " if n < len(words) - 1 else "")
+        self.finished = True
 
 
 @pytest.fixture

@@ -141,3 +141,51 @@ def test_server_lost_mid_ingest_then_rerun_completes(
     got = collection.get(include=["documents"])
     assert set(got["ids"]) == {i for r in list_documents(config) for i in r.chunk_ids}
     assert all("second edition" in d for d in got["documents"])
+
+
+def test_retrieval_docs_remove_and_eval_use_the_server(
+    tmp_path: Path, tiny_config: IngestConfig, chroma_server: str
+) -> None:
+    from assistant.cli import main
+    from assistant.evaluate import Dataset, Question, evaluate_retrieval
+    from assistant.retrieval import Retriever
+
+    config = dataclasses.replace(tiny_config, chroma_url=chroma_server)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "cells.md").write_text("# Cells\n\n" + "The battery pack holds forty eight lithium cells. " * 20)
+    (docs / "grid.txt").write_text("The inverter feeds alternating current into the grid. " * 20)
+    ingest([docs], config, progress=False)
+
+    def sources(query: str) -> list[str]:
+        found = Retriever(config, min_score=-1.0, device="cpu").search(query, 3).hits
+        return [Path(h.source).name for h in found]
+
+    assert sources("lithium cells battery pack")[0] == "cells.md"
+    assert "grid.txt" in sources("inverter grid alternating current")
+    home = str(config.home_path)
+    common = [
+        "--home",
+        home,
+        "--set",
+        f"embedding_model={config.embedding_model}",
+        "--set",
+        f"chroma_url={chroma_server}",
+    ]
+    assert main(["docs", "remove", str(docs / "grid.txt"), *common]) == 0
+    assert set(sources("inverter grid alternating current")) == {"cells.md"}
+    collection = open_collection(
+        open_client(config.home_path, chroma_server), config.collection, config.embedding_model
+    )
+    assert collection is not None and collection.count() == len(list_documents(config)[0].chunk_ids)
+
+    text = (docs / "cells.md").read_text()
+    start = text.index("forty eight")
+    dataset = Dataset(
+        "cells-eval",
+        [Question("q", "How many cells?", ("forty eight",), "cells.md", ((start, start + 11),), text)],
+        {"cells.md": text},
+    )
+    report = evaluate_retrieval(dataset, config, device="cpu")
+    assert report["ragtune"]["recall@1"] == 1.0 and report["ragtune"]["chunks"] > 0
+    assert not (config.home_path / "chroma").exists(), "retrieval and eval used the server, not an embedded store"
