@@ -320,6 +320,23 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_free(host: str, port: int) -> None:
+    """Raise a one-line error when ``host:port`` cannot be bound."""
+    import socket
+
+    from assistant.errors import AssistantError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            s.bind(infos[0][4])
+    except OSError as e:
+        raise AssistantError(
+            f"cannot serve on {host}:{port} ({e.strerror or e}): pick another --port, or stop what uses it"
+        ) from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from assistant.config import ServeConfig
     from assistant.server import serve
@@ -330,6 +347,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {k: v for k, v in parse_assignments(args.overrides).items() if k in keys}
     overrides.update({k: getattr(args, k) for k in ("host", "port") if getattr(args, k, None) is not None})
     options = load_config(ServeConfig, "serve", ingest_cli.config_path(args), overrides)
+    _check_free(options.host, options.port)  # before the model loads
     if not list_documents(ws.ingest):
         print("no documents yet: the :rag models will refuse until `ragtune ingest PATH`", flush=True)
     print(f"loading {ws.config.model} ({ws.config.backend} backend)…", flush=True)

@@ -462,3 +462,15 @@ def test_the_vllm_command_serves_the_base_model_and_the_active_adapter(
     assert sorted(argv[argv.index("--lora-modules") + 1 :]) == sorted(
         f"{name}={(home / 'adapters' / name).resolve()}" for name in ("memo", "other")
     )
+
+
+def test_a_busy_port_is_a_one_line_error(tiny_lm: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from assistant.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--set", f"model={tiny_lm}"]) != 0
+    error = capsys.readouterr().err.strip()
+    assert f"cannot serve on 127.0.0.1:{port}" in error and "pick another --port" in error and "\n" not in error
