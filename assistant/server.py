@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from assistant.agent import arguments_object
+from assistant.agent import _Run, arguments_object, parse_tool_calls, tool_prompt
 from assistant.errors import AssistantError
 from assistant.events import Answer, Token, ToolCall, ToolResult
 from assistant.workspace import Workspace
@@ -306,7 +306,6 @@ class Api:
         max_tokens: int,
         temperature: float,
     ) -> Generator[Token, None, Reply]:
-        from assistant.agent import _Run, parse_tool_calls, tool_prompt
         from assistant.tools import Registry
 
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system" and m["content"])
@@ -321,22 +320,16 @@ class Api:
                 param="messages",
                 code="context_length_exceeded",
             )
-        return self._generate(
-            _Run(model, Registry(), max_tokens, temperature, 20.0, 4000),
-            prompt,
-            native,
-            tokens,
-            bool(tools),
-            parse_tool_calls,
-        )
+        run = _Run(model, Registry(), max_tokens, temperature, 20.0, 4000)
+        return self._generate(run, prompt, native, tokens, bool(tools))
 
     @staticmethod
     def _generate(
-        run: Any, prompt: list[dict[str, Any]], native: Any, tokens: int, tools: bool, parse: Any
+        run: _Run, prompt: list[dict[str, Any]], native: list[dict[str, Any]] | None, tokens: int, tools: bool
     ) -> Generator[Token, None, Reply]:
         text, emitted = yield from run.reply(prompt, native, stream_all=not tools, prompt_tokens=tokens)
         reply = Reply(text=text, prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens)
-        parsed = parse(text) if tools else None
+        parsed = parse_tool_calls(text) if tools else None
         if parsed is not None and parsed.calls and not parsed.error:
             reply.text = parsed.text
             reply.calls = [

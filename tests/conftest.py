@@ -120,6 +120,15 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class ScriptedModel:
     """A ChatModel that replies from a queue: the fake for prompt, answer and agent logic.
 

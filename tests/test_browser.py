@@ -18,18 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, trained_adapter
+from tests.conftest import ROOT, free_port, trained_adapter
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "build" / "screenshots"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -41,7 +35,7 @@ def app_url(tmp_path: Path, bundled_llm_models: Path, bundled_embedder: str) -> 
     shutil.copytree(bundled_llm_models, home / "models")
     model = next((home / "models").iterdir())
     trained_adapter(str(model), home, "demo", recorded_base="HuggingFaceTB/SmolLM2-135M-Instruct")
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "app.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "assistant", "chat", "--port", str(port), "--set", "answer_tokens=40"],

@@ -14,7 +14,7 @@ from assistant.errors import AssistantError
 from assistant.workspace import Upload, Workspace, safe_name
 from finetune.adapters import Registry
 from finetune.config import FinetuneConfig
-from tests.conftest import trained_adapter
+from tests.conftest import free_port, trained_adapter
 
 DOC = (
     "The Solstice battery stores 10 kWh. Error E116 means the fan is blocked; clear the vents. "
@@ -335,13 +335,10 @@ def _text(content) -> str:
 
 
 def test_the_served_app_answers_through_its_api_behind_a_login(ws: Workspace) -> None:
-    import socket
 
     from gradio_client import Client
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     ws.app = AppConfig(port=port, username="me", password="pw")
     app = A.launch(ws, block=False, quiet=True)
     try:

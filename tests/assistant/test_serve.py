@@ -28,7 +28,7 @@ from assistant.workspace import Workspace
 from finetune.adapters import Registry as Adapters
 from finetune.config import FinetuneConfig
 from ingest import IngestConfig, ingest
-from tests.conftest import ScriptedModel, trained_adapter
+from tests.conftest import ScriptedModel, free_port, trained_adapter
 
 KEY = "sekret-key"
 DOCS = {
@@ -329,9 +329,7 @@ def test_backend_errors_are_one_line_with_what_to_do(
 ) -> None:
     url, _ws = served
     messages = [{"role": "user", "content": "hi"}]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    dead = f"http://127.0.0.1:{free_port()}/v1"
     cases = [
         (_config(tiny_lm, backend="openai", base_url=dead, request_timeout=5), "", "cannot reach the model server"),
         (_config(tiny_lm, backend="openai", base_url=url, api_key="wrong"), "", "refused the API key"),
@@ -392,14 +390,8 @@ def test_activate_against_a_server_without_runtime_loading(
 # --- the commands ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_ragtune_serve_and_ragtune_ask_on_the_openai_backend(home_docs: IngestConfig, tiny_lm: str) -> None:
-    port = _free_port()
+    port = free_port()
     common = ["--set", f"embedding_model={home_docs.embedding_model}", "--set", f"model={tiny_lm}"]
     env = {**os.environ, "RAGTUNE_API_KEY": KEY, "OPENAI_API_KEY": KEY, "RAGTUNE_HOME": str(home_docs.home_path)}
     server = subprocess.Popen(

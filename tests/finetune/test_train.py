@@ -12,6 +12,7 @@ from finetune.adapters import Registry
 from finetune.config import FinetuneConfig
 from finetune.errors import FinetuneError
 from finetune.train import IGNORE, LoRARecipe, encode, finetune, make_batches
+from tests.conftest import free_port
 
 WORDS = [
     "battery",
@@ -222,13 +223,10 @@ def test_bf16_on_a_cpu_trains_with_autocast(tiny_lm: str, tmp_path: Path) -> Non
 
 def test_two_processes_train_one_adapter(tiny_lm: str, tmp_path: Path) -> None:
     """The same entry point under torchrun (what `accelerate launch` starts): DDP over gloo on CPU."""
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     dataset = memorisation(tmp_path / "ds")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
     command += ["-m", "assistant", "finetune", "--name", "ddp", "--dataset", str(dataset), "--no-eval"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,12 +16,7 @@ import pytest
 
 from ingest import IngestConfig, IngestError, ingest, list_documents, remove_documents
 from ingest.store import open_client, open_collection
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port
 
 
 class ChromaServer:
@@ -30,7 +24,7 @@ class ChromaServer:
 
     def __init__(self, data: Path) -> None:
         self.data = data
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -94,7 +88,7 @@ def test_ingest_list_remove_against_a_chroma_server(
 
 
 def test_unreachable_server_is_a_one_line_error(tiny_config: IngestConfig, tmp_path: Path) -> None:
-    config = dataclasses.replace(tiny_config, chroma_url=f"http://127.0.0.1:{_free_port()}")
+    config = dataclasses.replace(tiny_config, chroma_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(IngestError, match=r"cannot reach the Chroma server .* `chroma run"):
         ingest([tmp_path], config, progress=False)
 
