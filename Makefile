@@ -1,12 +1,12 @@
 # make demo   set up, ingest the sample corpus, answer a question from it, open the browser app
-# make test   set up (Debian's chromium too, for the browser test), then run the test suite (what CI runs)
+# make test   set up (Debian's chromium and catdoc too, for the browser and .doc tests), then run the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build that pip finds locally; set TORCH=torch for the newest build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup chromium demo test lint bench clean
+.PHONY: setup chromium catdoc demo test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -28,7 +28,13 @@ demo: setup
 	$(BIN)/ragtune ask "What does error E116 mean and how is it fixed?"
 	$(BIN)/ragtune chat
 
-test: setup chromium
+# Legacy .doc files are read with Debian's catdoc; installed the same way when missing.
+catdoc:
+	@command -v catdoc >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq catdoc >/dev/null; } || \
+		echo "catdoc not installed: .doc files will be skipped with a message (apt-get install catdoc)"
+
+test: setup chromium catdoc
 	$(BIN)/python -m pytest
 
 lint: setup

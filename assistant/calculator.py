@@ -6,6 +6,7 @@ length, nesting depth, integer size and factorials.
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 from collections.abc import Callable
@@ -226,7 +227,9 @@ def _checked(value: Any) -> Number:
 def format_number(value: Number) -> str:
     """An integer as is; a float with up to 12 significant digits, without a trailing ``.0``."""
     if isinstance(value, int):
-        return str(value)
+        # str() refuses integers over 4,300 digits (sys.get_int_max_str_digits); Decimal has no
+        # such limit, and MAX_DIGITS already bounds the work
+        return str(value) if value.bit_length() <= 13_000 else format(decimal.Decimal(value), "f")
     if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return f"{value:.12g}"

@@ -37,10 +37,14 @@ class AssistantConfig:
     answer_tokens: int = 256  # tokens reserved for the answer
     temperature: float = 0.0  # 0: greedy decoding
     repetition_penalty: float = 1.0  # above 1.0 discourages repeated text
+    loop_guard: bool = True  # stop a reply at the first loop (a sentence said twice, a runaway list...)
+    rewrite: str = "fused"  # follow-ups: fused (question + previous turn, no model call) | guarded | off
+    check_citations: bool = True  # check each answer sentence against its sources; attach and correct [n]
     tools: tuple[str, ...] = ()  # extra agent tools: "module", "module:function" or "file.py"
     max_steps: int = 4  # rounds of tool calls before the agent must answer
     tool_timeout: float = 20.0  # seconds a tool call may run
     tool_output_chars: int = 4000  # longest tool result the model is shown; longer is an error
+    max_question_chars: int = 8000  # longer questions are refused before anything is tokenised
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "openai"):
@@ -61,8 +65,12 @@ class AssistantConfig:
             )
         if self.repetition_penalty <= 0:
             raise AssistantError("repetition_penalty must be positive (1.0: off)")
+        if self.rewrite not in ("guarded", "fused", "off"):
+            raise AssistantError(f"rewrite must be guarded, fused or off, got {self.rewrite!r}")
         if self.temperature < 0:
             raise AssistantError("temperature must be 0 or more")
+        if self.max_question_chars < 1:
+            raise AssistantError("max_question_chars must be at least 1")
         if self.max_steps < 1 or self.tool_timeout <= 0 or self.tool_output_chars < 200:
             raise AssistantError("need max_steps >= 1, tool_timeout > 0 and tool_output_chars >= 200")
 
@@ -75,10 +83,13 @@ class ServeConfig:
     port: int = 8000
     api_key: str = ""  # clients must send it as a bearer token; or $RAGTUNE_API_KEY; empty: no key
     runtime_lora: bool = False  # accept POST /v1/load_lora_adapter (an adapter folder on this machine) like vLLM
+    max_request_mb: float = 4.0  # larger request bodies are refused (413) before they are read
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise AssistantError(f"port must be between 1 and 65535, got {self.port}")
+        if self.max_request_mb <= 0:
+            raise AssistantError("max_request_mb must be positive")
 
     def key(self) -> str:
         """The API key clients must send, from the config or $RAGTUNE_API_KEY; "" for none."""

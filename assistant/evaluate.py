@@ -11,19 +11,27 @@ embedder, Chroma similarity top-k) as a baseline.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assistant.answer import ask
+from assistant.config import AssistantConfig
 from assistant.errors import AssistantError
+from assistant.events import Answer
+from assistant.retrieval import Hit, Retriever
+from finetune.metrics import exact_match, f1, mean_reciprocal_rank, recall_at
+from ingest import store
 from ingest.config import IngestConfig
+from ingest.embedding import embed, embed_queries
+from ingest.pipeline import ingest
 
 KS = (1, 5, 10)
 _CITATIONS = re.compile(r"\s*\[\d+(?:,\s*\d+)*\]")  # scored answers leave out citation markers
@@ -37,6 +45,7 @@ class Question:
     document: str  # file name of the context's document
     spans: tuple[tuple[int, int], ...]  # gold answer spans in the document's text
     context: str
+    decision: str = ""  # PubMedQA: the gold yes / no / maybe
 
 
 @dataclass
@@ -77,8 +86,30 @@ def load_split(path: str | Path, limit: int | None = None) -> Dataset:
     return Dataset(f"{file.parent.name}-{file.stem}-{digest}", chosen, {}, in_collection=True)
 
 
+def _pubmedqa_rows(data: Any) -> list[dict[str, Any]] | None:
+    """PubMedQA's ``{PMID: {QUESTION, CONTEXTS, final_decision, LONG_ANSWER}}``, as rows; None for another format."""
+    if not isinstance(data, dict) or not data or "data" in data:
+        return None
+    first = next(iter(data.values()))
+    if not isinstance(first, dict) or "QUESTION" not in first:
+        return None
+    return [
+        {
+            "id": str(pmid),
+            "question": item["QUESTION"],
+            "answers": [item.get("LONG_ANSWER") or item["final_decision"]],
+            "context": " ".join(item["CONTEXTS"]),
+            "title": f"PMID {pmid}",
+            "decision": str(item.get("final_decision", "")),
+        }
+        for pmid, item in data.items()
+    ]
+
+
 def load_dataset(path: str | Path, limit: int | None = None) -> Dataset:
-    """Read SQuAD v1.1 JSON, or JSONL of {question, answers, context[, id, title]}.
+    """Read SQuAD v1.1 JSON (XQuAD too), PubMedQA JSON, or JSONL of {question, answers, context[, id, title]}.
+
+    PubMedQA questions are scored on their long answer (F1) and their yes/no/maybe decision.
 
     Raises:
         AssistantError: the file is missing or in neither format.
@@ -109,6 +140,8 @@ def load_dataset(path: str | Path, limit: int | None = None) -> Dataset:
                 raise AssistantError(
                     f"{path} line {number}: expected a JSON object with question, answers and context"
                 ) from None
+    elif (pubmed := _pubmedqa_rows(_json_or_none(raw))) is not None:
+        rows = pubmed
     else:
         try:
             articles = json.loads(raw)["data"]
@@ -147,10 +180,27 @@ def load_dataset(path: str | Path, limit: int | None = None) -> Dataset:
             at = context.find(answer)
             if answer and at >= 0:
                 spans.append((base + at, base + at + len(answer)))
-        if spans:
-            questions.append(Question(row["id"], row["question"], tuple(row["answers"]), name, tuple(spans), context))
+        if spans or row.get("decision"):
+            questions.append(
+                Question(
+                    row["id"],
+                    row["question"],
+                    tuple(row["answers"]),
+                    name,
+                    tuple(spans),
+                    context,
+                    row.get("decision", ""),
+                )
+            )
     digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
     return Dataset(f"{re.sub(r'[^a-zA-Z0-9]+', '-', path.stem).strip('-')[:40]}-{digest}", questions, texts)
+
+
+def _json_or_none(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return None
 
 
 def _file_name(title: str) -> str:
@@ -159,8 +209,6 @@ def _file_name(title: str) -> str:
 
 def prepare(dataset: Dataset, ingest_config: IngestConfig) -> tuple[IngestConfig, Path]:
     """Write the documents and ingest them into the set's own collection (incrementally)."""
-    from ingest import ingest
-
     folder = ingest_config.home_path / "eval" / dataset.name / "docs"
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in dataset.documents.items():
@@ -181,15 +229,24 @@ def _first_hit(question: Question, folder: Path, spans: list[tuple[str, int, int
     return None
 
 
-def evaluate_retrieval(dataset: Dataset, ingest_config: IngestConfig, device: str = "auto") -> dict[str, Any]:
-    """recall@1/5/10 and MRR of ragtune's retriever and of the LangChain baseline."""
+def evaluate_retrieval(
+    dataset: Dataset,
+    ingest_config: IngestConfig,
+    device: str = "auto",
+    embedder: Callable[[str, str], Any] | None = None,
+) -> dict[str, Any]:
+    """recall@1/5/10 and MRR of ragtune's retriever and of the LangChain baseline.
+
+    Args:
+        dataset: The question set and its documents.
+        ingest_config: The data home (the set gets its own collection there).
+        device: Device of the embedder.
+        embedder: Loads an embedder by (name, device); None loads a fresh one.
+    """
     from tqdm import tqdm
 
-    from assistant.retrieval import Retriever
-    from finetune.metrics import mean_reciprocal_rank, recall_at
-
     config, folder = prepare(dataset, ingest_config)
-    retriever = Retriever(config, candidates=30, min_score=-1.0, device=device)  # rank everything
+    retriever = Retriever(config, candidates=30, min_score=-1.0, device=device, embedder=embedder)  # rank everything
     baseline = _Baseline(dataset, config, folder, retriever)
     ours: list[int | None] = []
     theirs: list[int | None] = []
@@ -219,8 +276,6 @@ class _Baseline:
     def __init__(self, dataset: Dataset, config: IngestConfig, folder: Path, retriever: Any) -> None:
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-        from ingest import store
-
         self.embedder = retriever.embedder
         client = store.open_client(config.home_path, config.chroma_url)
         name = f"{config.collection}-baseline"
@@ -238,7 +293,7 @@ class _Baseline:
                 name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
             )
             texts = [d.page_content for d in docs]
-            vectors = self.embedder.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+            vectors = embed(self.embedder, texts, 64, False)
             metas = [
                 {
                     "source": d.metadata["source"],
@@ -251,138 +306,148 @@ class _Baseline:
             store.upsert(self.collection, ids, vectors, texts, metas, client.get_max_batch_size())
 
     def search(self, query: str, k: int) -> list[tuple[str, int, int]]:
-        vector = self.embedder.encode([query], normalize_embeddings=True, show_progress_bar=False)
+        vector = embed_queries(self.embedder, [query])
         got: Any = self.collection.query(query_embeddings=vector.tolist(), n_results=k, include=["metadatas"])
         return [(m["source"], int(m["start"]), int(m["end"])) for m in got["metadatas"][0]]
+
+
+_DECISION = re.compile(r"\b(yes|no|maybe)\b", re.IGNORECASE)
+
+
+def decision_of(answer: str) -> str:
+    """The yes / no / maybe an answer gives (its first such word), "" for none."""
+    found = _DECISION.search(answer)
+    return found.group(1).lower() if found else ""
+
+
+def _holds_gold(hit: Hit, question: Question, folder: Path | None) -> bool:
+    """Whether a cited chunk holds a gold answer: its span (or, without spans, its document or chunk)."""
+    if hit.id == "oracle" or hit.id == question.id:
+        return True
+    if folder is None or hit.source != str(folder / question.document):
+        return False
+    if not question.spans:  # PubMedQA: the answer is the abstract's conclusion; the right document counts
+        return True
+    start, end = int(hit.metadata.get("start_char", -1)), int(hit.metadata.get("end_char", -1))
+    return any(start <= a and b <= end for a, b in question.spans)
+
+
+def _row(question: Question, answer: Answer, folder: Path | None) -> dict[str, Any]:
+    text = _CITATIONS.sub("", answer.text)
+    checked = answer.checked
+    cited = checked.cited if checked is not None else answer.cited
+    holds = [_holds_gold(answer.sources[n - 1], question, folder) for n in cited if 0 < n <= len(answer.sources)]
+    row: dict[str, Any] = {
+        "id": question.id,
+        "question": question.question,
+        "gold": list(question.answers),
+        "answer": answer.cited_text(),
+        "em": exact_match(text, question.answers),
+        "f1": f1(text, question.answers),
+        "citations": cited,
+        "cited_holds_gold": holds,
+        "unsupported": [s.text for s in checked.unsupported] if checked is not None else [],
+        "claims": len(checked.claims) if checked is not None else 0,
+        "looped": answer.looped,
+        "relevant": answer.relevant,
+    }
+    if question.decision:
+        row["decision"] = {"gold": question.decision, "answer": decision_of(text)}
+    return row
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """EM/F1 and what users see, over per-question rows: loop rate, cited answers, citation precision, unsupported.
+
+    Rates are percentages. Citation precision counts every citation of every answer; the unsupported
+    rate is the share of claims no source supports; cited answers count answers that make claims.
+    """
+    n = len(rows) or 1
+    holds = [h for r in rows for h in r["cited_holds_gold"]]
+    claims = sum(r["claims"] for r in rows)
+    claiming = [r for r in rows if r["claims"]]
+    out: dict[str, Any] = {
+        "em": 100 * sum(r["em"] for r in rows) / n,
+        "f1": 100 * sum(r["f1"] for r in rows) / n,
+        "loop_rate": 100 * sum(bool(r["looped"]) for r in rows) / n,
+        "cited_rate": 100 * sum(bool(r["citations"]) for r in claiming) / len(claiming) if claiming else None,
+        "citation_precision": 100 * sum(holds) / len(holds) if holds else None,
+        "unsupported_rate": 100 * sum(len(r["unsupported"]) for r in rows) / claims if claims else None,
+        "answer_words": sum(len(r["answer"].split()) for r in rows) / n,
+    }
+    decisions = [r["decision"] for r in rows if "decision" in r]
+    if decisions:
+        out["decision_accuracy"] = 100 * sum(d["gold"] == d["answer"] for d in decisions) / len(decisions)
+    return out
 
 
 def evaluate_answers(
     dataset: Dataset,
     ingest_config: IngestConfig,
-    config: Any,
+    config: AssistantConfig,
+    model: Any,
     arms: list[str],
     adapter: str = "",
-    answer_tokens: int = 32,
+    answer_tokens: int | None = None,
+    embedder: Callable[[str, str], Any] | None = None,
 ) -> dict[str, Any]:
-    """EM/F1 for each arm (closed-book, rag, oracle), with the base model and with an adapter.
+    """EM/F1 and what users see, for each arm (closed-book, rag, oracle), with the base model and an adapter.
 
-    Citation markers such as ``[1]`` are removed before scoring: they are not part of the answer.
+    Answers are generated as users get them: ``config.answer_tokens`` long unless ``answer_tokens`` says
+    otherwise, with the configured loop guard and citation check. Citation markers such as ``[1]``
+    are removed before EM/F1: they are not part of the answer. ``rows`` holds one row per question
+    and arm (question, gold, answer, EM, F1, citations and whether each cited chunk holds a gold
+    answer, unsupported sentences, loop).
+
+    Args:
+        dataset: The questions (and their documents, unless they are in the collection already).
+        ingest_config: The data home and collection.
+        config: Retrieval and answer settings.
+        model: The base model (a view whose ``with_adapter`` switches adapters).
+        arms: Which of closed-book, rag and oracle to run.
+        adapter: An adapter folder to score as well.
+        answer_tokens: Tokens per answer; None: ``config.answer_tokens``.
+        embedder: Loads an embedder by (name, device); None loads a fresh one.
     """
     from tqdm import tqdm
 
-    from assistant.answer import Answer, ask
-    from assistant.model import load_model
-    from assistant.retrieval import Hit, Retriever
-    from finetune.metrics import exact_match, f1
-
-    collection_config = ingest_config
+    tokens = config.answer_tokens if answer_tokens is None else answer_tokens
+    collection_config, folder = ingest_config, None
     if "rag" in arms and not dataset.in_collection:
-        collection_config, _ = prepare(dataset, ingest_config)
-    retriever = (
-        Retriever(
-            collection_config,
-            candidates=config.candidates,
-            rrf_k=config.rrf_k,
-            min_score=config.min_score,
-            device=config.device,
-        )
-        if "rag" in arms
-        else None
-    )
+        collection_config, folder = prepare(dataset, ingest_config)
+    retriever = Retriever.from_config(collection_config, config, embedder) if "rag" in arms else None
     variants = [("base", "")] + ([("adapter", adapter)] if adapter else [])
-    results: dict[str, Any] = {"dataset": dataset.name, "questions": len(dataset.questions), "arms": {}}
+    results: dict[str, Any] = {
+        "dataset": dataset.name,
+        "questions": len(dataset.questions),
+        "answer_tokens": tokens,
+        "arms": {},
+        "rows": {},
+    }
     for label, adapter_path in variants:
-        model = load_model(config, ingest_config.home_path, adapter_path)
+        variant = model.with_adapter(adapter_path)
         for arm in arms:
-            em = f1_total = 0.0
             started = time.perf_counter()
+            rows = []
             for q in tqdm(dataset.questions, desc=f"{label}/{arm}", unit="question", disable=None):
                 context = None
                 if arm == "oracle":
                     context = [Hit("oracle", q.context, {"source": q.document}, 1.0, 1.0, 1, 1)]
                 events = ask(
                     q.question,
-                    model,
+                    variant,
                     retriever if arm == "rag" else None,
                     k=config.k,
-                    answer_tokens=answer_tokens,
+                    answer_tokens=tokens,
                     context=context,
+                    loop_guard=config.loop_guard,
+                    citations=config.check_citations,
                 )
-                answer = _CITATIONS.sub("", next(e for e in events if isinstance(e, Answer)).text)
-                em += exact_match(answer, q.answers)
-                f1_total += f1(answer, q.answers)
-            n = len(dataset.questions)
+                answer = next(e for e in events if isinstance(e, Answer))
+                rows.append(_row(q, answer, folder))
             results["arms"][f"{label}/{arm}"] = {
-                "em": 100 * em / n,
-                "f1": 100 * f1_total / n,
+                **summarise(rows),
                 "seconds": round(time.perf_counter() - started, 1),
             }
+            results["rows"][f"{label}/{arm}"] = rows
     return results
-
-
-def register(sub: Any, parent: argparse.ArgumentParser) -> None:
-    """Add ``eval retrieval``, ``eval answers`` and ``eval tools`` to a ``ragtune`` parser."""
-    p = sub.add_parser("eval", help="measure retrieval, answers and tool use on an eval set")
-    kinds = p.add_subparsers(dest="eval_command", required=True, metavar="{retrieval,answers,tools}")
-    r = kinds.add_parser("retrieval", parents=[parent], help="recall@k and MRR, ours and the LangChain baseline")
-    a = kinds.add_parser("answers", parents=[parent], help="EM/F1 for closed-book, RAG and oracle-context arms")
-    for q in (r, a):
-        q.add_argument(
-            "data", metavar="DATA", help="SQuAD v1.1 JSON, JSONL of question/answers/context, or a built dataset"
-        )
-        q.add_argument("--limit", type=int, help="evaluate only the first N questions")
-        q.add_argument("--out", help="also write the JSON result to this file")
-        q.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    a.add_argument("--arms", default="closed-book,rag,oracle", help="comma-separated arms")
-    a.add_argument("--adapter", help="also evaluate every arm with this adapter (registered name, folder or active)")
-    a.add_argument("--answer-tokens", type=int, default=32, help="tokens per answer")
-    r.set_defaults(func=cmd_eval_retrieval)
-    a.set_defaults(func=cmd_eval_answers)
-
-    from assistant.tool_eval import register as register_tools
-
-    register_tools(kinds, parent)
-
-
-def _emit(args: argparse.Namespace, result: dict[str, Any], table: list[str]) -> int:
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2) if args.json else "\n".join(table))
-    return 0
-
-
-def cmd_eval_retrieval(args: argparse.Namespace) -> int:
-    from assistant.cli import configs
-
-    ingest_config, config = configs(args)
-    result = evaluate_retrieval(load_dataset(args.data, args.limit), ingest_config, config.device)
-    table = [
-        f"{result['dataset']}: {result['questions']} questions, {result['documents']} documents",
-        f"{'pipeline':<10} {'chunks':>7} " + " ".join(f"{m:>9}" for m in ("recall@1", "recall@5", "recall@10", "mrr")),
-    ]
-    for name in ("ragtune", "baseline"):
-        row = result[name]
-        table.append(
-            f"{name:<10} {row['chunks']:>7} "
-            + " ".join(f"{row[m]:>9.3f}" for m in ("recall@1", "recall@5", "recall@10", "mrr"))
-        )
-    return _emit(args, result, table)
-
-
-def cmd_eval_answers(args: argparse.Namespace) -> int:
-    from assistant.cli import configs
-
-    ingest_config, config = configs(args)
-    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    unknown = set(arms) - {"closed-book", "rag", "oracle"}
-    if unknown:
-        raise AssistantError(f"unknown arms {sorted(unknown)}: choose from closed-book, rag, oracle")
-    data = Path(args.data)
-    split_file = data.is_dir() or (
-        data.suffix == ".jsonl" and data.exists() and '"messages"' in data.read_text()[:5000]
-    )
-    dataset = load_split(data, args.limit) if split_file else load_dataset(data, args.limit)
-    result = evaluate_answers(dataset, ingest_config, config, arms, args.adapter or "", args.answer_tokens)
-    table = [f"{result['dataset']}: {result['questions']} questions", f"{'arm':<22} {'EM':>6} {'F1':>6}"]
-    table += [f"{arm:<22} {row['em']:>6.1f} {row['f1']:>6.1f}" for arm, row in result["arms"].items()]
-    return _emit(args, result, table)

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from assistant.citations import CitedAnswer
 from assistant.prompt import source_label
 from assistant.retrieval import Hit
 
@@ -81,6 +82,33 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     calls: list[ToolCall] = field(default_factory=list)  # agent mode: the tool calls made, in order
     stopped: str = ""  # agent mode: "answer", "step_limit", "unreadable_call" or "empty_reply"
+    checked: CitedAnswer | None = None  # each sentence checked against the sources; None: not checked
+    looped: str = ""  # the kind of loop the reply was stopped at ("": none)
+
+    def cited_text(self, unsupported_mark: str = "") -> str:
+        """The answer with its checked ``[n]`` citations (and ``unsupported_mark`` after unsupported claims)."""
+        return self.checked.render(unsupported_mark) if self.checked is not None else self.text
+
+    def warnings(self) -> list[str]:
+        """What a reader should know about this answer: unsupported claims, unknown numbers and names, a cut loop."""
+        out = []
+        if self.checked is not None:
+            if self.checked.unsupported:
+                count = len(self.checked.unsupported)
+                out.append(f"{count} sentence{'s' if count > 1 else ''} not supported by the sources (marked ⚠)")
+            if self.checked.corrected:
+                out.append(f"{len(self.checked.corrected)} citation(s) of the model corrected")
+            if self.checked.unknown_terms:
+                out.append("not in any source: " + ", ".join(self.checked.unknown_terms[:8]))
+        if self.looped:
+            out.append(f"the reply began to repeat itself ({self.looped.replace('_', ' ')}) and was cut there")
+        return out
+
+    def stopped_note(self) -> str:
+        """Why the agent stopped, when it did not simply answer (e.g. "the agent stopped calling tools: step limit")."""
+        if self.stopped and self.stopped != "answer":
+            return f"the agent stopped calling tools: {self.stopped.replace('_', ' ')}"
+        return ""
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -94,6 +122,10 @@ class Answer:
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
+        if self.checked is not None:
+            out["checked"] = self.checked.to_dict()
+        if self.looped:
+            out["looped"] = self.looped
         if self.stopped:
             out["calls"] = [c.to_dict() for c in self.calls]
             out["stopped"] = self.stopped

@@ -1,8 +1,10 @@
 """Background training for the browser app: one ``ragtune finetune`` child process at a time.
 
 The app runs the very command a user would type, so the browser and the CLI
-train the same way; progress is read from the run's ``metrics.jsonl`` and the
-adapter registry, and cancelling sends Ctrl-C, which makes the run save a
+train the same way. The run is handed the app's resolved settings as one TOML
+file (``HOME/jobs/NAME.toml``), so a workspace built in Python trains with
+exactly its own settings. Progress is read from the run's ``metrics.jsonl`` and
+the adapter registry, and cancelling sends Ctrl-C, which makes the run save a
 checkpoint that ``--resume`` (or the Resume button) continues from.
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import AssistantError
+from assistant.settings import Settings
 from finetune.adapters import Registry
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -47,25 +50,22 @@ class TrainingJob:
 
     Args:
         home: The data home.
-        options: The common options the app was started with (``--home``, ``--config``, ``--set``...),
-            passed on so the run sees the same settings.
     """
 
-    def __init__(self, home: Path, options: list[str]) -> None:
-        self.home, self.options = home, list(options)
+    def __init__(self, home: Path) -> None:
+        self.home = home
         self.process: subprocess.Popen[bytes] | None = None
         self.name = ""
         self.cancelled = False
         self.lock = threading.Lock()
 
-    def start(
-        self, name: str, settings: dict[str, Any] | None = None, *, resume: bool = False, activate: bool = False
-    ) -> None:
-        """Start training adapter ``name`` with ``settings`` (finetune config keys) overriding the config.
+    def start(self, settings: Settings, *, resume: bool = False, activate: bool = False) -> None:
+        """Start training adapter ``settings.finetune.name`` with exactly ``settings``.
 
         Raises:
             AssistantError: a run is in progress, the name is unusable or taken.
         """
+        name = settings.finetune.name
         with self.lock:
             if self.process is not None and self.process.poll() is None:
                 raise AssistantError(f"training {self.name!r} is still running: wait for it, or cancel it first")
@@ -75,10 +75,11 @@ class TrainingJob:
                 )
             if not resume and Registry(self.home).path(name).exists():
                 raise AssistantError(f"an adapter named {name!r} exists: choose another name, or delete it first")
-            command = [sys.executable, "-m", "assistant", "finetune", *self.options]
+            resolved = self.home / "jobs" / f"{name}.toml"
+            if not (resume and resolved.exists()):  # a resumed run keeps the settings it started with
+                settings.write(resolved)
+            command = [sys.executable, "-m", "assistant", "finetune", "--config", str(resolved)]
             command += ["--resume", name] if resume else ["--name", name]
-            for key, value in (settings or {}).items():
-                command += ["--set", f"{key}={value}"]
             if activate:
                 command.append("--activate")
             log = self.log_path(name)

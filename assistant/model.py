@@ -3,7 +3,7 @@
 Everything above this module (retrieval, prompts, the agent, the app) talks to
 a :class:`ChatModel`: count the tokens of a conversation, and stream a reply.
 The ``openai`` backend (:mod:`assistant.openai_model`, any OpenAI-compatible
-server) implements the same methods.
+server) implements the same methods; :mod:`assistant.backends` picks one.
 """
 
 from __future__ import annotations
@@ -11,20 +11,17 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import json
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from assistant.config import AssistantConfig
 from assistant.errors import AssistantError
-from finetune.base_model import resolve_model_path
+from finetune.adapters import check_fits
+from finetune.base_model import load_chat_tokenizer, render_chat, resolve_model_path, unloadable
+from finetune.errors import FinetuneError
 from ingest.embedding import pick_device
-
-if TYPE_CHECKING:
-    from assistant.openai_model import OpenAIModel
 
 Message = dict[str, Any]  # role, content; tool_calls / name / tool_call_id in agent transcripts
 Schema = dict[str, Any]  # an OpenAI-style function schema
@@ -101,11 +98,11 @@ class LocalModel:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.device = pick_device(device)
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        self.tokenizer = _chat_tokenizer(name, path)
+        self.tokenizer = chat_tokenizer(name, path)
         try:
             model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         except Exception as e:
-            raise AssistantError(_unloadable(name, e)) from None
+            raise AssistantError(unloadable(name, e)) from None
         self._weights = _Weights(model.to(self.device).eval(), name, path)
         self.adapter = ""
         if adapter:
@@ -140,6 +137,12 @@ class LocalModel:
         view = copy.copy(self)
         view.adapter = adapter
         return view
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[Any]:
+        """The torch model with this view's adapter on, held for the caller alone (to score text, say)."""
+        with self._weights.using(self.adapter):
+            yield self._weights.model
 
     def _defuse(self, text: str) -> str:
         for token in self._specials:
@@ -227,15 +230,13 @@ class TemplateOnly:
     """
 
     def __init__(self, name: str, home: Path, context_window: int = 2048) -> None:
-        self.tokenizer = _chat_tokenizer(name, resolve_model_path(name, home))
+        self.tokenizer = chat_tokenizer(name, resolve_model_path(name, home))
         self.name = name
         self.context_window = context_window
         self.supports_tools = "tools" in str(self.tokenizer.chat_template)
 
     def count_tokens(self, messages: list[Message], tools: list[Schema] | None = None) -> int:
-        from finetune.train import render
-
-        text = render(self.tokenizer, messages, list(tools) if tools else None, generation=True)
+        text = render_chat(self.tokenizer, messages, list(tools) if tools else None, generation=True)
         return self.count_text(text)
 
     def count_text(self, text: str) -> int:
@@ -252,45 +253,12 @@ class TemplateOnly:
         raise AssistantError("this model was loaded without weights and cannot generate")
 
 
-def _unloadable(name: str, error: Exception) -> str:
-    return (
-        f"model {name!r} could not be loaded ({type(error).__name__}): give a local folder or a Hugging Face "
-        "id this machine can download"
-    )
-
-
-def _chat_tokenizer(name: str, path: str) -> Any:
-    """The tokenizer of model ``name`` (files at ``path``), which must have a chat template.
-
-    Raises:
-        AssistantError: it cannot be loaded, or it has no chat template.
-    """
-    from transformers import AutoTokenizer
-
+def chat_tokenizer(name: str, path: str) -> Any:
+    """The chat tokenizer of model ``name`` (files at ``path``); a one-line :class:`AssistantError` when unusable."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except Exception as e:
-        raise AssistantError(_unloadable(name, e)) from None
-    if tokenizer.chat_template is None:
-        raise AssistantError(f"model {name!r} has no chat template: use an instruction-tuned (chat) model")
-    return tokenizer
-
-
-def load_model(config: AssistantConfig, home: Path, adapter: str | None = None) -> LocalModel | OpenAIModel:
-    """The configured model (``backend``: local weights, or an OpenAI-compatible server); ``adapter`` overrides
-    the configured one.
-
-    An adapter setting is ``active`` (the registry's active adapter, if any), a registered name, a folder,
-    or "" / ``none`` for the base model.
-    """
-    from finetune.adapters import Registry
-
-    folder = Registry(home).resolve(config.adapter if adapter is None else adapter)
-    if config.backend == "openai":
-        from assistant.openai_model import OpenAIModel
-
-        return OpenAIModel(config, home, folder)
-    return LocalModel(config.model, home, folder, config.device, config.context_window, config.repetition_penalty)
+        return load_chat_tokenizer(name, path)
+    except FinetuneError as e:
+        raise AssistantError(str(e)) from None
 
 
 class _Weights:
@@ -310,15 +278,10 @@ class _Weights:
 
     def key(self, adapter: str) -> str:
         """The key of ``adapter`` (a folder) once checked: it exists and was trained for this base model."""
-        config_file = Path(adapter) / "adapter_config.json"
-        if not config_file.exists():
-            raise AssistantError(f"adapter {adapter!r} not found: give a folder holding adapter_config.json")
-        base = json.loads(config_file.read_text()).get("base_model_name_or_path") or ""
-        known = {self.name, self.path, Path(self.path).name, self.name.split("/")[-1]}
-        if base and base not in known and Path(base).name not in known:
-            raise AssistantError(
-                f"adapter {adapter!r} was trained for base model {base!r}, not {self.name!r}: use that model"
-            )
+        try:
+            check_fits(adapter, self.name, self.path)
+        except FinetuneError as e:
+            raise AssistantError(str(e)) from None
         stamp = "".join(f"{f.name}{f.stat().st_mtime_ns}" for f in sorted(Path(adapter).iterdir()) if f.is_file())
         return "a" + hashlib.sha256(f"{Path(adapter).resolve()}\0{stamp}".encode()).hexdigest()[:16]
 

@@ -20,13 +20,18 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from assistant.config import AssistantConfig
 from assistant.errors import AssistantError
-from assistant.model import Message, Schema
+from assistant.model import Message, Schema, chat_tokenizer
+from assistant.toolcalls import arguments_object
+from finetune.adapters import check_fits
+from finetune.base_model import render_chat, resolve_model_path
+from finetune.errors import FinetuneError
 
 log = logging.getLogger("ragtune.assistant")
 
@@ -86,18 +91,10 @@ class OpenAIModel:
         return view
 
     def _check(self, adapter: str) -> None:
-        from finetune.adapters import ADAPTER_FILE, same_model
-
-        folder = Path(adapter)
-        if not (folder / "adapter_config.json").exists():
-            raise AssistantError(f"adapter {adapter!r} not found: give a folder holding adapter_config.json")
-        meta = json.loads((folder / ADAPTER_FILE).read_text()) if (folder / ADAPTER_FILE).exists() else {}
-        peft = json.loads((folder / "adapter_config.json").read_text())
-        base = meta.get("base_model") or peft.get("base_model_name_or_path") or ""
-        if base and not same_model(base, self.name):
-            raise AssistantError(
-                f"adapter {adapter!r} was trained for base model {base!r}, not {self.name!r}: use that model"
-            )
+        try:
+            check_fits(adapter, self.name)
+        except FinetuneError as e:
+            raise AssistantError(str(e)) from None
 
     # counting ------------------------------------------------------------------------------
 
@@ -106,10 +103,8 @@ class OpenAIModel:
             text = json.dumps(tools or []) + "".join(str(m.get("content") or "") for m in messages)
             calls = "".join(json.dumps(m.get("tool_calls") or "", default=str) for m in messages)
             return (len(text) + len(calls)) // CHARS_PER_TOKEN + 4 * len(messages) + 1
-        from finetune.train import render
-
         native = tools if tools and "tools" in str(self.tokenizer.chat_template) else None
-        count = self.count_text(render(self.tokenizer, _plain_arguments(messages), native, generation=True))
+        count = self.count_text(render_chat(self.tokenizer, _plain_arguments(messages), native, generation=True))
         return count + (self.count_text(json.dumps(tools)) if tools and native is None else 0)
 
     def count_text(self, text: str) -> int:
@@ -222,18 +217,13 @@ class OpenAIModel:
 
 
 def _env_key() -> str:
-    import os
-
     return os.environ.get("OPENAI_API_KEY", "")
 
 
 def _tokenizer(model: str, home: Path) -> Any:
     """The base model's tokenizer if it is at hand here; None means estimate."""
-    from assistant.model import _chat_tokenizer
-    from finetune.base_model import resolve_model_path
-
     try:
-        return _chat_tokenizer(model, resolve_model_path(model, home))
+        return chat_tokenizer(model, resolve_model_path(model, home))
     except Exception as e:  # a served name with no local files: counts are estimated
         log.info("no tokenizer for %s here (%s): token counts are estimated", model, type(e).__name__)
         return None
@@ -241,8 +231,6 @@ def _tokenizer(model: str, home: Path) -> Any:
 
 def _plain_arguments(messages: list[Message]) -> list[Message]:
     """Tool call arguments as objects, as chat templates expect them."""
-    from assistant.agent import arguments_object
-
     return [
         {
             **m,

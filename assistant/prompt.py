@@ -1,4 +1,4 @@
-"""Prompts: numbered sources packed into the model's context, and follow-up rewriting."""
+"""Prompts: numbered sources packed into the model's context, in the question's language, and follow-up rewriting."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from assistant.errors import AssistantError
 from assistant.model import Message
 from assistant.retrieval import Hit
+from ingest.languages import detect_language, documents_do_not_say, language_name, nothing_relevant
 
 SYSTEM_RAG = (
     "You answer questions using only the numbered sources given with the question. "
@@ -16,12 +17,31 @@ SYSTEM_RAG = (
     "If the sources do not contain the answer, say that the documents do not say."
 )
 SYSTEM_PLAIN = "You are a helpful assistant. Answer briefly and accurately."
-NOTHING_RELEVANT = "I don't know: the documents contain nothing relevant to this question."
+NOTHING_RELEVANT = nothing_relevant("en")
+_CJK = ("zh", "ja", "ko")
 
 REWRITE = (
     "Rewrite the last user question as one standalone question that can be understood without the "
     "conversation. Reply with the question only.\n\nConversation:\n{history}\n\nLast question: {question}"
 )
+
+
+def question_language(question: str) -> str:
+    """The language the answer should be in: the question's, when it is long enough to tell; else English."""
+    language = detect_language(question)
+    if language in _CJK or len(question.split()) >= 4:
+        return language or "en"
+    return "en"
+
+
+def system_rag(language: str = "en") -> str:
+    """The grounded-answer system prompt; for another language, asked to answer in it and to refuse in it."""
+    if language in ("", "en"):
+        return SYSTEM_RAG
+    return (
+        f"{SYSTEM_RAG} Answer in {language_name(language)}. If the sources do not contain the answer, "
+        f"reply: {documents_do_not_say(language)}"
+    )
 
 
 @dataclass
@@ -49,10 +69,15 @@ def source_block(number: int, hit: Hit) -> str:
     return f"[{number}] ({source_label(hit)})\n{hit.text}"
 
 
-def check_question(question: str) -> None:
-    """Raise AssistantError for an empty question."""
+def check_question(question: str, max_chars: int | None = None) -> None:
+    """Raise AssistantError for an empty question, or one longer than ``max_chars`` (None: no limit)."""
     if not question.strip():
         raise AssistantError("the question is empty: type a question")
+    if max_chars is not None and len(question) > max_chars:
+        raise AssistantError(
+            f"the question is {len(question):,} characters, over the {max_chars:,} limit: shorten it, "
+            "or add long text as a document"
+        )
 
 
 def pack(
@@ -78,6 +103,7 @@ def pack(
         AssistantError: the question alone does not fit.
     """
     check_question(question)
+    system = system_rag(question_language(question)) if hits else SYSTEM_PLAIN
 
     def build(turns: list[Message], sources: list[Hit]) -> list[Message]:
         if not hits:
@@ -85,7 +111,7 @@ def pack(
         # Sources go in the user turn, next to the question: small models ignore a long system prompt.
         blocks = [source_block(n, h) for n, h in enumerate(sources, start=1)]
         user = "Sources:\n\n" + ("\n\n".join(blocks) if blocks else "(none fit)") + f"\n\nQuestion: {question}"
-        return [{"role": "system", "content": SYSTEM_RAG}, *turns, {"role": "user", "content": user}]
+        return [{"role": "system", "content": system}, *turns, {"role": "user", "content": user}]
 
     turns = list(history)
     while turns and count_tokens(build(turns, [])) > budget:

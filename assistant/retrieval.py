@@ -10,13 +10,16 @@ not cover yields an explicit "nothing relevant" instead of noise.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assistant.config import AssistantConfig
 from assistant.errors import AssistantError
 from ingest import lexical, list_documents, store
 from ingest.config import IngestConfig
+from ingest.embedding import embed_queries, load_embedder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,6 +86,10 @@ class Retriever:
         rrf_k: The RRF constant (60 in the original paper).
         min_score: Cosine similarity a chunk needs to count as relevant.
         device: Device of the query embedder.
+        embedder: Loads an embedder by (model name, device), e.g. a cache shared with ingest;
+            None loads one with :func:`ingest.embedding.load_embedder`.
+        fresh: Open a new Chroma client instead of the process's cached one: after another
+            process wrote to the store (see :class:`ingest.store.StoreWatcher`).
 
     Raises:
         AssistantError: the collection does not exist or is empty.
@@ -96,11 +103,11 @@ class Retriever:
         rrf_k: int = 60,
         min_score: float = 0.2,
         device: str = "auto",
+        embedder: Callable[[str, str], Any] | None = None,
+        fresh: bool = False,
     ) -> None:
-        from ingest.embedding import load_embedder
-
         home, name = ingest_config.home_path, ingest_config.collection
-        client = store.open_client(home, ingest_config.chroma_url)
+        client = store.open_client(home, ingest_config.chroma_url, fresh=fresh)
         collection = None
         records = list_documents(ingest_config)
         model_name = ingest_config.embedding_model
@@ -119,13 +126,36 @@ class Retriever:
         if collection is None or not records:
             raise AssistantError(f"collection {name!r} is empty: add documents first with `ragtune ingest PATH`")
         self.collection = collection
-        self.embedder = load_embedder(model_name, device)
+        if embedder is None:
+            c = ingest_config
+            self.embedder = load_embedder(model_name, device, home, c.query_prompt, c.passage_prompt)
+        else:
+            self.embedder = embedder(model_name, device)
         ids = [i for r in records for i in r.chunk_ids]
         self.lexical = lexical.load(home, name, ids) or lexical.build(home, name, collection, ids)
         self.candidates, self.rrf_k, self.min_score = candidates, rrf_k, min_score
 
+    @classmethod
+    def from_config(
+        cls,
+        ingest_config: IngestConfig,
+        config: AssistantConfig,
+        embedder: Callable[[str, str], Any] | None = None,
+        fresh: bool = False,
+    ) -> Retriever:
+        """The retriever the ``[assistant]`` settings describe, over the collection ``ingest_config`` names."""
+        return cls(
+            ingest_config,
+            candidates=config.candidates,
+            rrf_k=config.rrf_k,
+            min_score=config.min_score,
+            device=config.device,
+            embedder=embedder,
+            fresh=fresh,
+        )
+
     def embed_query(self, query: str) -> np.ndarray:
-        return self.embedder.encode([query], normalize_embeddings=True, show_progress_bar=False)[0]
+        return embed_queries(self.embedder, [query])[0]
 
     def search(
         self,

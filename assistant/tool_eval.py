@@ -22,17 +22,27 @@ where the right tool was called) and answer correctness.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import functools
 import json
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from assistant.agent import run_agent
+from assistant.calculator import evaluate
+from assistant.config import AssistantConfig
 from assistant.errors import AssistantError, ToolError
+from assistant.events import Answer
+from assistant.retrieval import Retriever
+from assistant.tools import build_registry, check_arguments
+from ingest.config import IngestConfig
+from ingest.pipeline import SAMPLE_CORPUS, ingest
 
 SHIPPED = Path(__file__).parent / "evals" / "tools.jsonl"
 SAMPLE_COLLECTION = "eval-tools-sample"
@@ -88,8 +98,6 @@ def load_tool_cases(path: str | Path = SHIPPED, limit: int | None = None) -> lis
 
 def argument_matches(expected: Any, actual: Any) -> bool:
     """Whether an argument the model gave satisfies a matcher of the eval set."""
-    from assistant.calculator import evaluate
-
     if isinstance(expected, dict):
         if "contains" in expected:
             text = str(actual).lower() if actual is not None else ""
@@ -146,10 +154,6 @@ def score_cases(
 ) -> dict[str, Any]:
     """Run the agent on every case and score its calls and answers."""
     from tqdm import tqdm
-
-    from assistant.agent import run_agent
-    from assistant.events import Answer
-    from assistant.tools import check_arguments
 
     rows: list[dict[str, Any]] = []
     attempts = valid = 0
@@ -232,53 +236,43 @@ def score_cases(
     }
 
 
-def register(kinds: Any, parent: argparse.ArgumentParser) -> None:
-    """Add ``eval tools`` to the ``ragtune eval`` subcommands."""
-    t = kinds.add_parser("tools", parents=[parent], help="valid-call, right-tool, argument and answer rates")
-    t.add_argument("--data", default=str(SHIPPED), help="JSONL eval set (default: the shipped 63-prompt set)")
-    t.add_argument(
-        "--docs",
-        help="documents the set asks about, ingested into their own collection "
-        "(default: the sample corpus for the shipped set, else the configured collection)",
-    )
-    t.add_argument("--adapter", help="also evaluate with this adapter")
-    t.add_argument("--model", help="Hugging Face id or folder of the chat model")
-    t.add_argument("--limit", type=int, help="evaluate only the first N prompts")
-    t.add_argument("--answer-tokens", type=int, default=128, help="tokens per reply")
-    t.add_argument("--out", help="also write the JSON result (with every case) to this file")
-    t.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    t.set_defaults(func=cmd_eval_tools)
-
-
 def evaluate_tools(
-    ingest_config: Any,
-    config: Any,
+    ingest_config: IngestConfig,
+    config: AssistantConfig,
+    model: Any,
     adapter: str = "",
     data: str | Path = SHIPPED,
     docs: str | None = None,
     limit: int | None = None,
     answer_tokens: int = 128,
+    embedder: Callable[[str, str], Any] | None = None,
 ) -> dict[str, Any]:
     """Score the base model, and the adapter when given, on a tool-call eval set.
 
     The shipped set asks about the sample corpus, which is ingested into its own
     collection; ``docs`` does the same for another set.
+
+    Args:
+        ingest_config: Where the documents are.
+        config: The agent's limits and user tools.
+        model: The base model (a view whose ``with_adapter`` switches adapters).
+        adapter: An adapter folder to score as well.
+        data: The eval set (JSONL).
+        docs: Documents the set asks about.
+        limit: Only the first N prompts.
+        answer_tokens: Tokens per reply.
+        embedder: Loads an embedder by (name, device); None loads a fresh one.
     """
-    import dataclasses
-
-    from assistant.cli import make_registry
-    from assistant.model import load_model
-    from ingest.pipeline import SAMPLE_CORPUS
-
     cases = load_tool_cases(data, limit)
     shipped = Path(data).resolve() == SHIPPED.resolve()
     docs = docs or (str(SAMPLE_CORPUS) if shipped else None)
     if docs:
-        from ingest.pipeline import ingest
-
         ingest_config = dataclasses.replace(ingest_config, collection=SAMPLE_COLLECTION)
         ingest([docs], ingest_config, progress=False)
-    registry = make_registry(ingest_config, config)
+    scope = ingest_config
+    registry = build_registry(
+        scope, functools.cache(lambda: Retriever.from_config(scope, config, embedder)), config.tools
+    )
     result: dict[str, Any] = {
         "data": str(data),
         "prompts": len(cases),
@@ -287,12 +281,11 @@ def evaluate_tools(
         "variants": {},
     }
     for label, chosen in [("base", ""), *([("adapter", adapter)] if adapter else [])]:
-        model = load_model(config, ingest_config.home_path, chosen)
         result["variants"][label] = {
             "adapter": chosen,
             **score_cases(
                 cases,
-                model,
+                model.with_adapter(chosen),
                 registry,
                 max_steps=config.max_steps,
                 answer_tokens=answer_tokens,
@@ -302,29 +295,3 @@ def evaluate_tools(
             ),
         }
     return result
-
-
-def cmd_eval_tools(args: argparse.Namespace) -> int:
-    from assistant.cli import configs
-
-    ingest_config, config = configs(args)
-    result = evaluate_tools(
-        ingest_config, config, args.adapter or "", args.data, args.docs, args.limit, args.answer_tokens
-    )
-    cases = result["prompts"]
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-
-    def cell(value: float | None) -> str:
-        return f"{value:>10.1f}" if value is not None else f"{'n/a':>10}"
-
-    metrics = ("call_rate", "valid_call_rate", "right_tool_rate", "argument_accuracy", "answer_correct")
-    counts = ", ".join(f"{k} {v}" for k, v in result["categories"].items())
-    print(f"{Path(args.data).name}: {cases} prompts ({counts}), model {config.model}")
-    print(f"{'variant':<9}" + "".join(f"{m.replace('_rate', '').replace('_', '-')[:10]:>11}" for m in metrics))
-    for label, row in result["variants"].items():
-        print(f"{label:<9}" + "".join(" " + cell(row[m]) for m in metrics) + f"   ({row['seconds']} s)")
-    return 0

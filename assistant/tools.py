@@ -36,12 +36,12 @@ from typing import Any, Literal
 
 from assistant.calculator import evaluate, format_number
 from assistant.errors import AssistantError, ToolError
-
-if typing.TYPE_CHECKING:
-    from assistant.retrieval import Hit, Retriever
-    from ingest.config import IngestConfig
+from assistant.retrieval import Hit, Retriever
+from ingest import pipeline
+from ingest.config import IngestConfig
 
 ENTRY_POINT_GROUP = "ragtune.tools"
+_TIMEZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+){0,2}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _SECTION = re.compile(r"^(Args|Arguments|Parameters|Returns|Return|Yields|Raises|Examples?|Notes?):\s*$")
 
@@ -297,7 +297,7 @@ def execute(tool: Tool, arguments: Any, timeout: float) -> Outcome:
     return Outcome(value=box.get("value"), seconds=seconds)
 
 
-class Registry:
+class ToolRegistry:
     """The tools the agent may call, by name. Nothing outside it can be called."""
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
@@ -403,12 +403,12 @@ def build_registry(
     retriever: Callable[[], Retriever] | None,
     entries: Iterable[str] = (),
     entry_points: bool = True,
-) -> Registry:
+) -> ToolRegistry:
     """The built-in tools (document tools when a collection is given) plus the user's tools."""
     tools = [calculator, current_datetime]
     if ingest_config is not None and retriever is not None:
         tools = [*document_tools(ingest_config, retriever), *tools]
-    return Registry([*tools, *load_user_tools(entries, entry_points)])
+    return ToolRegistry([*tools, *load_user_tools(entries, entry_points)])
 
 
 # --- built-in tools ---------------------------------------------------------------------
@@ -419,7 +419,6 @@ LIST_LIMIT = 50  # list_documents' bound
 
 def document_tools(ingest_config: IngestConfig, retriever: Callable[[], Retriever]) -> list[Tool]:
     """``search_documents``, ``read_document`` and ``list_documents`` over one collection (read-only)."""
-    from ingest import pipeline
 
     @tool
     def search_documents(query: str, k: int = 3) -> list[Hit] | str:
@@ -444,8 +443,6 @@ def document_tools(ingest_config: IngestConfig, retriever: Callable[[], Retrieve
             source: The document's file name (as list_documents shows it) or path.
             page: The 1-based page, slide or chapter to read; omit it for the beginning.
         """
-        from assistant.retrieval import Hit
-
         record = _find_document(pipeline.list_documents(ingest_config), source)
         text = pipeline.extracted_text(ingest_config, record.sha256)
         metadatas: Any = retriever().collection.get(ids=list(record.chunk_ids), include=["metadatas"])["metadatas"]
@@ -510,10 +507,14 @@ def current_datetime(timezone: str = "UTC") -> str:
     """
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+    name = timezone.strip() or "UTC"
+    unknown = ToolError(f"unknown timezone {name[:60]!r}: use an IANA name such as Europe/Paris or UTC")
+    if len(name) > 64 or not _TIMEZONE.match(name):
+        raise unknown
     try:
-        zone = ZoneInfo(timezone.strip() or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ToolError(f"unknown timezone {timezone!r}: use an IANA name such as Europe/Paris or UTC") from None
+        zone = ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # never the path of the zone database
+        raise unknown from None
     now = datetime.now(zone)
     offset = f"{now:%z}"
     return f"{now:%A}, {now:%Y-%m-%d %H:%M:%S} {now.tzname()} (UTC{offset[:3]}:{offset[3:]}) in {zone.key}"

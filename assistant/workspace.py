@@ -1,35 +1,57 @@
-"""What the browser app's sessions share: the documents, one loaded model with its adapters, feedback, training.
+"""The one service every front end uses: a data home's documents, one model with its adapters, tools, training.
 
-Every operation here is the one the CLI runs (ingest, remove, ask, the agent,
-dataset build, finetune, the adapter registry); the app only shows them. The
-model is loaded once and each adapter is switched in per reply, so a newly
-activated adapter answers the next question without a restart.
+The CLI, the browser app and the API each parse their input, call a
+:class:`Workspace` and render what it returns. It owns one chat model (adapters
+switched per reply, so a newly activated adapter answers the next question
+without a restart), one embedder per embedding model (shared by ingest and
+retrieval), one retriever over the current documents (reopened when the store
+changes, here or from another process: one ``stat`` per question, see
+:class:`ingest.store.StoreWatcher`), and one tool registry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from assistant.config import AppConfig, AssistantConfig
+from assistant.agent import Event, run_agent
+from assistant.answer import ask
+from assistant.backends import load_model
+from assistant.conversations import CONVERSATIONS_FILE, Conversations
 from assistant.errors import AssistantError
 from assistant.jobs import TrainingJob
-from assistant.tuning import FEEDBACK_FILE, activate_adapter, rollback_adapter
-from finetune.config import FinetuneConfig
-from ingest.config import IngestConfig
-from ingest.pipeline import FileReport, IngestReport
+from assistant.model import Message
+from assistant.prompt import check_question, pack
+from assistant.retrieval import Hit, Retriever
+from assistant.settings import Settings
+from assistant.tools import ToolRegistry, build_registry
+from assistant.training import (
+    FEEDBACK_FILE,
+    DatasetBuild,
+    activate_adapter,
+    build,
+    dataset_folder,
+    rollback_adapter,
+)
+from finetune.adapters import AdapterInfo, Registry
+from ingest.embedding import load_embedder
+from ingest.manifest import FileRecord
+from ingest.pipeline import FileReport, IngestReport, file_sha256, ingest, list_documents, remove_documents
+from ingest.store import StoreWatcher
 
 REJECTED_FILE = "feedback-rejected.jsonl"  # thumbs-down answers without a correction: kept for review, never trained on
 UPLOADS = "uploads"
-BASE = "base"  # the adapter choice that means: no adapter
+NO_ADAPTER = "none"  # the adapter choice that means: the base model
 ACTIVE = "active"
+MODES = ("rag", "agent", "plain")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+-]+")
 
@@ -41,6 +63,15 @@ def safe_name(name: str) -> str:
     return base[:200] or "upload"
 
 
+def _put_back(target: Path) -> None:
+    """Undo an upload: the earlier version of the file comes back, or the file goes."""
+    previous = target.with_name(f".{target.name}.previous")
+    if previous.exists():
+        previous.replace(target)
+    else:
+        target.unlink(missing_ok=True)
+
+
 @dataclass
 class Upload:
     """A file the browser sent: its name as the user had it, and where the server keeps it for now."""
@@ -50,35 +81,50 @@ class Upload:
 
 
 class Workspace:
-    """The app's shared state over one data home.
+    """The assistant over one data home, as every front end uses it.
 
     Args:
-        ingest: Where the documents are.
-        config: Retrieval and generation settings.
-        tune: Fine-tuning settings (dataset name and build options).
-        app: Serving settings (upload limit, history length).
-        options: The common command-line options, passed on to training runs.
+        settings: Every section of the configuration.
         model: A model already loaded (a :class:`~assistant.model.ChatModel` with ``with_adapter``);
             None: the configured one, loaded on first use.
     """
 
-    def __init__(
-        self,
-        ingest: IngestConfig,
-        config: AssistantConfig,
-        tune: FinetuneConfig,
-        app: AppConfig,
-        options: list[str] | None = None,
-        model: Any = None,
-    ) -> None:
-        self.ingest, self.config, self.tune, self.app = ingest, config, tune, app
-        self.home = ingest.home_path
-        self.job = TrainingJob(self.home, options or [])
+    def __init__(self, settings: Settings, model: Any = None) -> None:
+        self.settings = settings
+        self.home = settings.home
+        self.job = TrainingJob(self.home)
         self._model: Any = model
-        self._retriever: tuple[str, Any] | None = None
-        self._registry: Any = None
-        self._lock = threading.Lock()
+        self._embedders: dict[tuple[str, str], Any] = {}
+        self._watcher = StoreWatcher(self.home)  # before any client is opened
+        self._retriever: Retriever | None = None
+        self._registry: ToolRegistry | None = None
+        self._lock = threading.RLock()
         self._write_lock = threading.Lock()
+        self._conversations: Conversations | None = None
+
+    @property
+    def ingest(self) -> Any:
+        return self.settings.ingest
+
+    @property
+    def config(self) -> Any:
+        return self.settings.assistant
+
+    @property
+    def tune(self) -> Any:
+        return self.settings.finetune
+
+    @property
+    def app(self) -> Any:
+        return self.settings.app
+
+    @property
+    def conversations(self) -> Conversations:
+        """The kept conversations (``HOME/conversations.sqlite``), opened on first use."""
+        with self._lock:
+            if self._conversations is None:
+                self._conversations = Conversations(self.home / CONVERSATIONS_FILE)
+            return self._conversations
 
     # models ------------------------------------------------------------------------------
 
@@ -86,82 +132,167 @@ class Workspace:
         """The base model, loaded on first use and kept."""
         with self._lock:
             if self._model is None:
-                from assistant.model import load_model
-
                 self._model = load_model(self.config, self.home, "")
             return self._model
 
     def model(self, adapter: str = ACTIVE) -> Any:
-        """The model answering with ``adapter``: ``active``, ``base`` or a registered adapter's name.
+        """The model answering with ``adapter``: ``active``, ``none`` (or ``base``) or a registered adapter's name.
 
         ``active`` is looked up on every call, so activation takes effect on the next question.
         """
-        from finetune.adapters import Registry
-
-        folder = Registry(self.home).resolve("none" if adapter == BASE else adapter)
+        folder = Registry(self.home).resolve(adapter)
         return self.base_model().with_adapter(folder)
 
     def adapter_label(self, adapter: str) -> str:
-        """What ``adapter`` stands for now, e.g. ``active (squad)`` or ``base``."""
-        from finetune.adapters import Registry
-
+        """What ``adapter`` stands for now, e.g. ``active (squad)`` or ``none (base model)``."""
         if adapter == ACTIVE:
             name = Registry(self.home).active()
             return f"active ({name})" if name else "active (none: base model)"
+        if adapter in ("", NO_ADAPTER, "base"):
+            return "none (base model)"
         return adapter
 
+    def adapters(self) -> list[AdapterInfo]:
+        return Registry(self.home).list()
+
     def adapter_names(self) -> list[str]:
-        from finetune.adapters import Registry
+        return [a.name for a in self.adapters()]
 
-        return [a.name for a in Registry(self.home).list()]
+    def active_adapter(self) -> str | None:
+        return Registry(self.home).active()
 
-    # retrieval ---------------------------------------------------------------------------
+    # embedding and retrieval ---------------------------------------------------------------
 
-    def retriever(self) -> Any:
-        """The retriever over the current documents, rebuilt when they changed (here or from the CLI).
+    def embedder(self, name: str, device: str = "auto") -> Any:
+        """The embedding model ``name``, loaded once and shared by ingest and retrieval."""
+        with self._lock:
+            key = (name, device)
+            if key not in self._embedders:
+                c = self.ingest
+                self._embedders[key] = load_embedder(name, device, c.home_path, c.query_prompt, c.passage_prompt)
+            return self._embedders[key]
+
+    def retriever(self) -> Retriever:
+        """The retriever over the current documents, reopened when they changed (here or from the CLI).
 
         Raises:
             AssistantError: the collection is empty.
         """
-        from assistant.retrieval import Retriever
-        from ingest.lexical import fingerprint
-        from ingest.pipeline import list_documents
-
-        key = fingerprint(i for r in list_documents(self.ingest) for i in r.chunk_ids)
         with self._lock:
-            if self._retriever is None or self._retriever[0] != key:
-                c = self.config
-                retriever = Retriever(
-                    self.ingest, candidates=c.candidates, rrf_k=c.rrf_k, min_score=c.min_score, device=c.device
-                )
-                self._retriever = (key, retriever)
-            return self._retriever[1]
+            changed = self._watcher.changed()
+            if self._retriever is None or changed:
+                # after a write by another process, Chroma's cached client in this one is stale: open a fresh one
+                self._retriever = Retriever.from_config(self.ingest, self.config, self.embedder, fresh=changed)
+            return self._retriever
 
-    def registry(self) -> Any:
+    def tools(self) -> ToolRegistry:
         """The agent's tools; their document search uses the current retriever."""
-        if self._registry is None:
-            from assistant.tools import build_registry
+        with self._lock:
+            if self._registry is None:
+                self._registry = build_registry(self.ingest, self.retriever, self.config.tools)
+            return self._registry
 
-            self._registry = build_registry(self.ingest, self.retriever, self.config.tools)
-        return self._registry
+    def search(self, query: str, *, k: int | None = None, source: str | None = None, mmr: bool | None = None) -> Any:
+        """Hybrid search over the documents with the configured settings."""
+        c = self.config
+        use_mmr = c.mmr if mmr is None else mmr
+        return self.retriever().search(query, k or c.k, source=source, mmr=use_mmr, mmr_lambda=c.mmr_lambda)
+
+    # answering -----------------------------------------------------------------------------
+
+    def respond(
+        self,
+        question: str,
+        *,
+        mode: str = "rag",
+        adapter: str | None = None,
+        history: list[Message] | None = None,
+        source: str | None = None,
+        model: Any = None,
+        **overrides: Any,
+    ) -> Generator[Event, None, None]:
+        """The one door for answers: the events answering ``question``.
+
+        Args:
+            question: The user's message.
+            mode: ``rag`` (retrieve, then answer with citations), ``agent`` (tools) or ``plain`` (closed-book).
+            adapter: ``active``, ``none`` or a registered name; None: the configured adapter.
+            history: Earlier turns, oldest first.
+            source: Search only this file (rag).
+            model: A model view to answer with instead of ``adapter`` (the API's runtime adapters).
+            **overrides: ``[assistant]`` keys for this answer only (``answer_tokens``, ``temperature``, ``mmr``).
+        """
+        if mode not in MODES:
+            raise AssistantError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        c = dataclasses.replace(self.config, **overrides) if overrides else self.config
+        check_question(question, c.max_question_chars)  # before anything is tokenised
+        retriever = self.retriever() if mode == "rag" else None  # an empty collection says so before a model loads
+        registry = self.tools() if mode == "agent" else None
+        chosen = model if model is not None else self.model(c.adapter if adapter is None else adapter)
+        if registry is not None:
+            return run_agent(
+                question,
+                chosen,
+                registry,
+                history=history,
+                max_steps=c.max_steps,
+                answer_tokens=c.answer_tokens,
+                temperature=c.temperature,
+                tool_timeout=c.tool_timeout,
+                tool_output_chars=c.tool_output_chars,
+                loop_guard=c.loop_guard,
+                citations=c.check_citations,
+            )
+        return ask(
+            question,
+            chosen,
+            retriever,
+            history=history,
+            k=c.k,
+            answer_tokens=c.answer_tokens,
+            temperature=c.temperature,
+            source=source,
+            mmr=c.mmr,
+            mmr_lambda=c.mmr_lambda,
+            rewrite=c.rewrite,
+            loop_guard=c.loop_guard,
+            citations=c.check_citations,
+        )
+
+    def answer_with(self, question: str, adapter: str, hits: list[Hit]) -> Generator[Event, None, None]:
+        """``adapter``'s answer given exactly ``hits`` as sources (none: closed-book); Compare uses it."""
+        c = self.config
+        return ask(
+            question,
+            self.model(adapter),
+            context=hits,
+            answer_tokens=c.answer_tokens,
+            loop_guard=c.loop_guard,
+            citations=c.check_citations,
+        )
 
     # documents ---------------------------------------------------------------------------
 
     def add_documents(
-        self, uploads: list[Upload], on_file: Callable[[int, int, str], None] | None = None
+        self,
+        uploads: list[Upload],
+        on_file: Callable[[int, int, str], None] | None = None,
+        on_chunks: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
         """Keep uploaded files under ``HOME/uploads`` (a same-named file is replaced) and ingest them.
 
         Names are reduced to plain file names; files over the upload limit are
         refused and reported, the rest are ingested as ``ragtune ingest`` would. An
         upload that cannot be ingested is not kept; one that replaced an ingested
-        file puts the earlier version back, so its file and its chunks still match.
+        file puts the earlier version back, so its file and its chunks still match. An
+        upload whose content is already ingested under another name is reported, not kept.
         """
         folder = self.home / UPLOADS
         folder.mkdir(parents=True, exist_ok=True)
         limit = int(self.app.max_upload_mb * 2**20)
         refused: list[FileReport] = []
         kept: list[Path] = []
+        known = {r.sha256: r.path for r in self.documents()}
         for upload in uploads:
             name = safe_name(upload.name)
             source = Path(upload.path)
@@ -178,39 +309,45 @@ class Workspace:
                 )
                 continue
             target = folder / name
+            same = known.get(file_sha256(source))
+            if same is not None and Path(same) != target.resolve():
+                reason = f"the same content is already ingested as {Path(same).name}"
+                refused.append(FileReport(name, "skipped", reason))
+                continue
             partial = target.with_name(f".{name}.part")
             shutil.copyfile(source, partial)
             if target.exists():  # the version already ingested stays until the new one is
                 target.replace(target.with_name(f".{name}.previous"))
             partial.replace(target)
             kept.append(target)
-        report = self.reingest(kept, on_file) if kept else IngestReport(self.ingest.collection)
+        try:
+            report = self.reingest(kept, on_file, on_chunks) if kept else IngestReport(self.ingest.collection)
+        except Exception:  # nothing was ingested (another process holds the store, say): uploads/ as it was
+            for target in kept:
+                _put_back(target)
+            raise
         for f in report.files:  # a rejected upload leaves uploads/ as it was
-            target = Path(f.path)
-            previous = target.with_name(f".{target.name}.previous")
             if f.status in ("skipped", "failed"):
-                if previous.exists():
-                    previous.replace(target)
-                else:
-                    target.unlink(missing_ok=True)
+                _put_back(Path(f.path))
             else:
-                previous.unlink(missing_ok=True)
+                Path(f.path).with_name(f".{Path(f.path).name}.previous").unlink(missing_ok=True)
         report.files = refused + report.files
         return report
 
     def reingest(
-        self, paths: list[Path] | list[str], on_file: Callable[[int, int, str], None] | None = None
+        self,
+        paths: list[Path] | list[str],
+        on_file: Callable[[int, int, str], None] | None = None,
+        on_chunks: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
         """Ingest ``paths`` again: changed files are re-read, unchanged ones cost nothing."""
-        from ingest.pipeline import ingest
-
         with self._write_lock:
-            return ingest(paths, self.ingest, progress=False, on_file=on_file)
+            return ingest(
+                paths, self.ingest, progress=False, on_file=on_file, embedder=self.embedder, on_chunks=on_chunks
+            )
 
     def remove_documents(self, paths: list[str]) -> IngestReport:
         """Remove documents (and their uploaded copies) from the collection."""
-        from ingest.pipeline import remove_documents
-
         with self._write_lock:
             report = remove_documents(paths, self.ingest)
         uploads = (self.home / UPLOADS).resolve()
@@ -220,9 +357,7 @@ class Workspace:
                 path.unlink(missing_ok=True)
         return report
 
-    def documents(self) -> list[Any]:
-        from ingest.pipeline import list_documents
-
+    def documents(self) -> list[FileRecord]:
         return list_documents(self.ingest)
 
     # feedback ----------------------------------------------------------------------------
@@ -240,9 +375,6 @@ class Workspace:
             liked: Thumbs up (True) or down.
             correction: The answer the user wants instead; makes a thumbs-down an example.
         """
-        from assistant.prompt import pack
-        from assistant.retrieval import Hit
-
         hits = [Hit(s["id"], s["text"], s["metadata"], 0.0, 1.0, None, None) for s in turn.get("sources", [])]
         prompt = pack(turn["question"], hits, [], lambda _messages: 0, 1).messages
         answer = correction.strip() or turn["answer"]
@@ -264,24 +396,25 @@ class Workspace:
     # fine-tuning -------------------------------------------------------------------------
 
     def dataset_folder(self) -> Path:
-        from assistant.tuning import dataset_folder
-
         return dataset_folder(self.tune, self.home)
 
-    def build_dataset(self, feedback: bool = True) -> tuple[Path, dict[str, Any]]:
-        from assistant.tuning import build
-
+    def build_dataset(self, feedback: bool = True, progress: bool = False) -> DatasetBuild:
+        """Build the training data from the documents, the tools and (with ``feedback``) rated answers."""
         if self.job.status().running:
             raise AssistantError("a training run is in progress: build the dataset when it has finished")
-        return build(self.ingest, self.config, self.tune, feedback=feedback, progress=False)
+        model = self.base_model() if self.tune.synthetic == "llm" else None
+        registry = self.tools() if self.tune.tool_examples > 0 else None
+        return build(self.settings, registry, model=model, feedback=feedback, progress=progress)
+
+    def start_training(self, name: str, *, resume: bool = False, activate: bool = False, **finetune: Any) -> None:
+        """Train adapter ``name`` in the background with these settings plus ``finetune`` keys (epochs, steps…)."""
+        tune = dataclasses.replace(self.tune, name=name, **finetune)
+        self.job.start(dataclasses.replace(self.settings, finetune=tune), resume=resume, activate=activate)
 
     def activate(self, name: str) -> str:
-        """Make ``name`` the active adapter (``base`` / ``none``: the base model); returns what is active."""
-        from finetune.adapters import Registry
-
-        registry = Registry(self.home)
-        if name in (BASE, "none", ""):
-            registry.deactivate()
+        """Make ``name`` the active adapter (``none``/``base``: the base model); returns what is active."""
+        if name in (NO_ADAPTER, "base", ""):
+            Registry(self.home).deactivate()
             return "base model"
         return activate_adapter(self.config, self.home, name)
 
@@ -289,8 +422,6 @@ class Workspace:
         return rollback_adapter(self.config, self.home) or "base model"
 
     def remove_adapter(self, name: str) -> None:
-        from finetune.adapters import Registry
-
         if self.job.name == name and self.job.status().running:
             raise AssistantError(f"adapter {name!r} is being trained: cancel the run first")
         Registry(self.home).remove(name)

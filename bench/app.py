@@ -14,9 +14,16 @@ sessions: starts ``ragtune chat`` as its own process, then ``--sessions`` client
   then, all at once again, a follow-up. Checks that every session got answers, that each
   session's chat holds only its own two questions and that each first answer's top source
   is its own document. Prints p50/p95 latency per round and the server's resident memory
-  after warm-up and after each round (bounded: no growth between the rounds).
+  after warm-up and after each round (bounded: no growth between the rounds). Then reads the
+  app's conversation store: each session's conversation must hold exactly its own questions.
 
-Run:  python bench/app.py [ttft|sessions|all] [--repeats 5] [--sessions 20]
+store: ``--sessions`` threads at once each keep a conversation of ``--turns`` question/answer
+  turns in one conversation store (as the app does after each answer), then every
+  conversation is read back: no lost, extra or mixed message. Prints the writes per second.
+
+The app keeps every answered turn in ``HOME/conversations.sqlite``: the TTFT above includes it.
+
+Run:  python bench/app.py [ttft|sessions|store|all] [--repeats 5] [--sessions 20] [--turns 10]
 """
 
 from __future__ import annotations
@@ -92,13 +99,13 @@ def ttft(home: Path, repeats: int, answer_tokens: int) -> dict[str, Any]:
     from assistant.answer import Token, ask
     from assistant.app import launch
     from assistant.config import AppConfig, AssistantConfig
+    from assistant.settings import Settings
     from assistant.workspace import Workspace
-    from finetune.config import FinetuneConfig
     from ingest.config import IngestConfig
 
     port = _free_port()
     config = AssistantConfig(answer_tokens=answer_tokens)
-    ws = Workspace(IngestConfig(home=str(home)), config, FinetuneConfig(), AppConfig(port=port))
+    ws = Workspace(Settings(ingest=IngestConfig(home=str(home)), assistant=config, app=AppConfig(port=port)))
     ws.base_model()
     ws.retriever()
     app = launch(ws, block=False, quiet=True)
@@ -106,18 +113,18 @@ def ttft(home: Path, repeats: int, answer_tokens: int) -> dict[str, Any]:
     direct: list[float] = []
     api: list[float] = []
     try:
-        client.predict(QUESTIONS[0], "RAG", "base", api_name="/chat")  # warm both paths once
+        client.predict(QUESTIONS[0], "RAG", "none", api_name="/chat")  # warm both paths once
         for n in range(repeats):
             question = QUESTIONS[n % len(QUESTIONS)]
             started = time.perf_counter()
-            events = ask(question, ws.model("base"), ws.retriever(), k=config.k, answer_tokens=answer_tokens)
+            events = ask(question, ws.model("none"), ws.retriever(), k=config.k, answer_tokens=answer_tokens)
             for event in events:
                 if isinstance(event, Token) and len(direct) == n:
                     direct.append(time.perf_counter() - started)
 
             client.reset_session()
             started = time.perf_counter()
-            job = client.submit(question, "RAG", "base", api_name="/chat")
+            job = client.submit(question, "RAG", "none", api_name="/chat")
             for output in job:
                 if _answer_started(output) and len(api) == n:
                     api.append(time.perf_counter() - started)
@@ -175,7 +182,7 @@ def sessions(home: Path, count: int, answer_tokens: int) -> dict[str, Any]:
                 raise SystemExit(log.read_text())
             time.sleep(0.5)
         url = f"http://127.0.0.1:{port}/"
-        Client(url, verbose=False).predict(QUESTIONS[0], "RAG", "base", api_name="/chat")  # warm-up
+        Client(url, verbose=False).predict(QUESTIONS[0], "RAG", "none", api_name="/chat")  # warm-up
         rss = {"after_warmup": round(_rss_mib(server.pid))}
         clients = [Client(url, verbose=False) for _ in range(count)]
         results: dict[str, Any] = {}
@@ -199,7 +206,7 @@ def sessions(home: Path, count: int, answer_tokens: int) -> dict[str, Any]:
                 asked[n].append(question)
                 started = time.perf_counter()
                 try:
-                    outputs[n] = clients[n].predict(question, "RAG", "base", api_name="/chat")
+                    outputs[n] = clients[n].predict(question, "RAG", "none", api_name="/chat")
                 except Exception as e:  # reported, not raised: every session is counted
                     errors.append(f"session {n}: {type(e).__name__}: {e}")
                 latencies[n] = time.perf_counter() - started
@@ -222,7 +229,7 @@ def sessions(home: Path, count: int, answer_tokens: int) -> dict[str, Any]:
                 answered += bool(answer.strip()) and "<details" in answer
                 crossed += users != asked[n]
                 if round_name == "first":
-                    first_source = answer.split('<details class="source"><summary>', 1)[-1].split("·", 1)[0]
+                    first_source = answer.split('<details class="source source-1"><summary>', 1)[-1].split("·", 1)[0]
                     wrong_top += f"project-{n:02d}.md" not in first_source
             ordered = sorted(latencies)
             results[round_name] = {
@@ -236,15 +243,79 @@ def sessions(home: Path, count: int, answer_tokens: int) -> dict[str, Any]:
             }
             rss[f"after_{round_name}"] = round(_rss_mib(server.pid))
         results["rss_mib"] = rss
+        results["store"] = _kept(home, asked)
         return results
     finally:
         server.terminate()
         server.wait(30)
 
 
+def _kept(home: Path, asked: dict[int, list[str]]) -> dict[str, Any]:
+    """What the app's conversation store holds after the rounds, against what each session asked.
+
+    Conversations that asked about no project (the warm-up, the TTFT runs over the same home) are left out.
+    """
+    from assistant.conversations import CONVERSATIONS_FILE, Conversations
+
+    store = Conversations(home / CONVERSATIONS_FILE)
+    kept = []
+    for cid, _title in store.titles(""):
+        questions = [m.content for m in store.get("", cid).messages if m.role == "user"]
+        if any("project" in q for q in questions):
+            kept.append(questions)
+    lost = sum(1 for questions in asked.values() if kept.count(questions) != 1)
+    mixed = sum(1 for questions in kept if questions not in asked.values())
+    return {"session_conversations": len(kept), "lost": lost, "mixed_or_extra": mixed}
+
+
+def store(home: Path, count: int, turns: int) -> dict[str, Any]:
+    """``count`` threads each keeping ``turns`` turns in the conversation store at once; then read back."""
+    from assistant.conversations import Conversations, Message
+
+    kept = Conversations(home / "bench-conversations.sqlite")
+    ids: list[str] = [""] * count
+    errors: list[str] = []
+
+    def one(n: int) -> None:
+        try:
+            user = f"user-{n:02d}"
+            ids[n] = kept.create(user)
+            for t in range(turns):
+                question = f"session {n:02d} question {t}"
+                kept.append(
+                    user, ids[n], [Message("user", question, question), Message("assistant", f"answer {n}.{t}")]
+                )
+        except Exception as e:  # reported, not raised
+            errors.append(f"session {n}: {type(e).__name__}: {e}")
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    wrong = 0
+    for n in range(count):
+        user = f"user-{n:02d}"
+        messages = kept.get(user, ids[n]).messages if ids[n] else []
+        want = [c for t in range(turns) for c in (f"session {n:02d} question {t}", f"answer {n}.{t}")]
+        wrong += [m.content for m in messages] != want
+        wrong += len(kept.titles(user)) != 1  # no other user's conversation in this user's list
+    return {
+        "sessions": count,
+        "turns": turns,
+        "messages": sum(len(kept.get(f"user-{n:02d}", ids[n]).messages) for n in range(count) if ids[n]),
+        "sessions_lost_or_mixed": wrong,
+        "errors": errors[:3],
+        "turn_writes_per_s": round(count * turns / wall, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", nargs="?", default="all", choices=["ttft", "sessions", "all"])
+    parser.add_argument("which", nargs="?", default="all", choices=["ttft", "sessions", "store", "all"])
+    parser.add_argument("--turns", type=int, default=10, help="turns per session kept in the store (store)")
     parser.add_argument("--repeats", type=int, default=7, help="TTFT runs of each path")
     parser.add_argument("--sessions", type=int, default=20, help="concurrent sessions (at most 20)")
     parser.add_argument("--tokens", type=int, default=32, help="answer tokens")
@@ -269,6 +340,8 @@ def main() -> None:
             print(json.dumps(report["ttft"]), flush=True)
         if args.which in ("sessions", "all"):
             report["sessions"] = sessions(home, min(args.sessions, len(WORDS)), args.tokens)
+        if args.which in ("store", "all"):
+            report["store"] = store(home, args.sessions, args.turns)
     print(json.dumps(report, indent=2))
 
 

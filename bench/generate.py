@@ -38,8 +38,8 @@ def main() -> None:
     import torch
 
     from assistant.answer import Answer, ask
+    from assistant.backends import load_model
     from assistant.config import AssistantConfig
-    from assistant.model import load_model
     from assistant.prompt import pack
     from assistant.retrieval import Retriever
     from ingest import IngestConfig, ingest

@@ -87,16 +87,16 @@ def run(home: Path, repeats: int, tokens: int) -> dict[str, Any]:
     import openai
 
     from assistant.answer import ask
-    from assistant.config import AppConfig, AssistantConfig
+    from assistant.api import Serving, create_api
+    from assistant.config import AssistantConfig
     from assistant.events import Token
-    from assistant.server import Serving, create_api
+    from assistant.settings import Settings
     from assistant.workspace import Workspace
-    from finetune.config import FinetuneConfig
     from ingest.config import IngestConfig
 
     config = AssistantConfig(answer_tokens=tokens)
-    ws = Workspace(IngestConfig(home=str(home)), config, FinetuneConfig(), AppConfig())
-    model = ws.model("base")
+    ws = Workspace(Settings(ingest=IngestConfig(home=str(home)), assistant=config))
+    model = ws.model("none")
     retriever = ws.retriever()
     serving = Serving(create_api(ws)).start()
     client = openai.OpenAI(base_url=serving.url, api_key="none", max_retries=0)

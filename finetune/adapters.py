@@ -25,6 +25,8 @@ from finetune.errors import FinetuneError
 
 ADAPTER_FILE = "adapter.json"
 ACTIVE_FILE = "active.json"
+MAX_NAME = 100  # characters of an adapter name (a folder name, with room for temporary names)
+NO_ADAPTER = ("none", "base", "")  # settings that mean the base model; "none" is the documented one
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -62,13 +64,27 @@ class Registry:
     def path(self, name: str) -> Path:
         if not name or "/" in name or "\\" in name or name.startswith("."):
             raise FinetuneError(f"{name!r} is not an adapter name: use `ragtune adapters list` for the names")
+        if len(name) > MAX_NAME or not name.isprintable():
+            shown = f"{name[:40]!r}..." if len(name) > 40 else repr(name)
+            raise FinetuneError(
+                f"adapter name {shown} is not usable: use at most {MAX_NAME} printable characters, e.g. v2-handbook"
+            )
         return self.root / name
 
     def _state(self) -> dict[str, Any]:
         file = self.root / ACTIVE_FILE
         if not file.exists():
             return {"active": None, "history": []}
-        return dict(json.loads(file.read_text()))
+        state = _read_json(
+            file, f"delete {file} to use the base model, then `ragtune adapters activate NAME` to choose one"
+        )
+        active, history = state.get("active"), state.get("history", [])
+        if not isinstance(active, str | None) or not isinstance(history, list):
+            raise FinetuneError(
+                f"{file} does not hold an active adapter and its history: delete it to use the base model, "
+                "then `ragtune adapters activate NAME`"
+            )
+        return {"active": active, "history": [n for n in history if isinstance(n, str)]}
 
     def active(self) -> str | None:
         """The active adapter's name, or None for the base model."""
@@ -83,7 +99,11 @@ class Registry:
             file = folder / ADAPTER_FILE
             if folder.name.startswith(".") or not file.exists():
                 continue  # a temporary folder of a run still writing (or killed while writing)
-            out.append(AdapterInfo(folder.name, folder, json.loads(file.read_text()), folder.name == active))
+            try:
+                metadata = self.get(folder.name).metadata
+            except FinetuneError as e:  # listed, so that it can be seen and removed
+                metadata = {"error": str(e)}
+            out.append(AdapterInfo(folder.name, folder, metadata, folder.name == active))
         return sorted(out, key=lambda a: str(a.metadata.get("created", "")), reverse=True)
 
     def get(self, name: str) -> AdapterInfo:
@@ -96,7 +116,8 @@ class Registry:
         if not (folder / ADAPTER_FILE).exists():
             names = ", ".join(a.name for a in self.list()) or "none yet"
             raise FinetuneError(f"no adapter named {name!r}; registered: {names}")
-        return AdapterInfo(name, folder, json.loads((folder / ADAPTER_FILE).read_text()), name == self.active())
+        metadata = _read_json(folder / ADAPTER_FILE, f"remove the adapter with `ragtune adapters remove {name}`")
+        return AdapterInfo(name, folder, metadata, name == self.active())
 
     def add(self, name: str, folder: Path) -> Path:
         """Move a finished adapter folder (holding ``adapter.json``) into the registry under ``name``."""
@@ -171,31 +192,98 @@ class Registry:
         Raises:
             FinetuneError: unknown, or active (roll back or activate another first).
         """
-        info = self.get(name)
-        if info.active:
+        folder = self.path(name)
+        if not (folder / ADAPTER_FILE).exists():
+            self.get(name)  # says which names there are
+        if self.active() == name:
             raise FinetuneError(
                 f"adapter {name!r} is active: `ragtune adapters rollback` or activate another before removing it"
             )
         trash = self.root / f".{name}.removed{os.getpid()}"
-        os.replace(info.path, trash)  # gone from the registry in one step; then deleted
+        os.replace(folder, trash)  # gone from the registry in one step (a damaged one too); then deleted
         shutil.rmtree(trash, ignore_errors=True)
 
     def resolve(self, value: str) -> str:
         """The adapter folder a setting names: ``active`` (the active one, or none), a registered name, or a folder.
 
-        Returns "" for the base model (``""``, ``none``, or ``active`` with nothing active).
+        Returns "" for the base model (``none``, also written ``base`` or ``""``, or ``active`` with nothing active).
         """
-        if value in ("", "none"):
+        if value in NO_ADAPTER:
             return ""
         if value == "active":
             name = self.active()
+            if name:
+                check_complete(self.root / name, name)
             return str(self.root / name) if name else ""
-        if (self.root / value / ADAPTER_FILE).exists() and "/" not in value:
+        registered = "/" not in value and "\\" not in value and not value.startswith(".")
+        if registered and (self.path(value) / ADAPTER_FILE).exists():
+            check_complete(self.root / value, value)
             return str(self.root / value)
         if Path(value).is_dir():
             return value
         names = ", ".join(a.name for a in self.list()) or "none yet"
         raise FinetuneError(f"adapter {value!r} is neither a registered name ({names}) nor a folder")
+
+
+def check_complete(folder: Path, name: str) -> None:
+    """Check that an adapter folder holds what PEFT loads: a readable ``adapter_config.json`` and the weights.
+
+    Raises:
+        FinetuneError: a file is missing or damaged; the message says what to do.
+    """
+    advice = (
+        f"remove it with `ragtune adapters remove {name}` and train it again"
+        if folder.parent.name == "adapters"
+        else "train it again, or give the folder of a complete adapter"
+    )
+    config = folder / "adapter_config.json"
+    if not config.exists():
+        raise FinetuneError(f"adapter {name!r} has no adapter_config.json: {advice}")
+    _read_json(config, advice)
+    if not any((folder / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
+        raise FinetuneError(f"adapter {name!r} has lost its weights (adapter_model.safetensors): {advice}")
+
+
+def _read_json(file: Path, advice: str) -> dict[str, Any]:
+    """A JSON object from ``file``; a damaged file is a FinetuneError that ends with ``advice``."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        detail = getattr(e, "strerror", None) or str(e).splitlines()[0][:80] if str(e) else type(e).__name__
+        raise FinetuneError(f"{file} is damaged ({detail}): {advice}") from None
+    if not isinstance(data, dict):
+        raise FinetuneError(f"{file} is damaged (not a JSON object): {advice}")
+    return data
+
+
+def check_fits(folder: str | Path, model: str, model_path: str = "") -> None:
+    """Check that the adapter in ``folder`` was trained for ``model`` (files at ``model_path``).
+
+    The one rule every backend and the registry use: the base model named in ``adapter.json``
+    (else PEFT's ``base_model_name_or_path``) must be the same model by :func:`same_model`.
+
+    Raises:
+        FinetuneError: no adapter there, or one trained for another base model.
+    """
+    folder = Path(folder)
+    config_file = folder / "adapter_config.json"
+    if not config_file.exists():
+        raise FinetuneError(f"adapter {str(folder)!r} not found: give a folder holding adapter_config.json")
+    try:
+        peft = json.loads(config_file.read_text(encoding="utf-8"))
+        meta = (
+            json.loads((folder / ADAPTER_FILE).read_text(encoding="utf-8")) if (folder / ADAPTER_FILE).exists() else {}
+        )
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise FinetuneError(
+            f"adapter {str(folder)!r} has an unreadable configuration ({type(e).__name__}): retrain or remove it"
+        ) from None
+    base = str((meta if isinstance(meta, dict) else {}).get("base_model") or "")
+    base = base or str((peft if isinstance(peft, dict) else {}).get("base_model_name_or_path") or "")
+    if base and not (same_model(base, model) or (model_path and same_model(base, model_path))):
+        raise FinetuneError(
+            f"adapter {str(folder)!r} was trained for base model {base!r}, not {model!r}: use that model"
+        )
 
 
 def same_model(a: str, b: str) -> bool:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from finetune.errors import FinetuneError
 
@@ -46,6 +47,40 @@ def resolve_model_path(name: str, home: Path) -> str:
     source = Path(next(iter(spec.submodule_search_locations)))
     _convert_gguf(source, gguf_name, target)
     return str(target)
+
+
+def load_chat_tokenizer(name: str, path: str) -> Any:
+    """The tokenizer of model ``name`` (files at ``path``), which must have a chat template.
+
+    Training, dataset building and both assistant backends load it here, with one message.
+
+    Raises:
+        FinetuneError: it cannot be loaded, or it has no chat template.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as e:
+        raise FinetuneError(unloadable(name, e)) from None
+    if tokenizer.chat_template is None:
+        raise FinetuneError(f"model {name!r} has no chat template: use an instruction-tuned (chat) model")
+    return tokenizer
+
+
+def unloadable(name: str, error: Exception) -> str:
+    """The one-line message for a model whose files cannot be loaded."""
+    return (
+        f"model {name!r} could not be loaded ({type(error).__name__}): give a local folder or a Hugging Face "
+        "id this machine can download"
+    )
+
+
+def render_chat(tokenizer: Any, messages: list[dict[str, Any]], tools: list[Any] | None, generation: bool) -> str:
+    """The chat as the model's template writes it."""
+    return str(
+        tokenizer.apply_chat_template(messages, tools=tools or None, tokenize=False, add_generation_prompt=generation)
+    )
 
 
 def _convert_gguf(folder: Path, gguf_name: str, target: Path) -> None:

@@ -11,6 +11,7 @@ user's own examples), so training data, retrieval and evaluation share one index
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import Any
+
+from finetune.base_model import load_chat_tokenizer, render_chat, resolve_model_path
 
 Example = dict[str, Any]
 ROLES = ("system", "user", "assistant", "tool")
@@ -36,6 +39,7 @@ class Loaded:
 
     examples: list[Example] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    unreadable: str = ""  # why the file as a whole could not be read (also the first problem); "" when it could
 
 
 def read_examples(path: str | os.PathLike[str]) -> Loaded:
@@ -49,10 +53,10 @@ def read_examples(path: str | os.PathLike[str]) -> Loaded:
     """
     path = Path(path)
     loaded = Loaded()
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        loaded.problems.append(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})")
+    text, problem = _read_text(path)
+    if problem:
+        loaded.unreadable = problem
+        loaded.problems.append(f"{path}: {problem}")
         return loaded
     rows: list[tuple[str, Any]] = []
     stripped = text.lstrip()
@@ -61,6 +65,13 @@ def read_examples(path: str | os.PathLike[str]) -> Loaded:
             items = json.loads(stripped)
         except json.JSONDecodeError as e:
             loaded.problems.append(f"{path.name}:{e.lineno}: not valid JSON ({e.msg})")
+            return loaded
+        except RecursionError:
+            loaded.unreadable = _TOO_DEEP
+            loaded.problems.append(f"{path.name}: {_TOO_DEEP}")
+            return loaded
+        if not isinstance(items, list):
+            loaded.problems.append(f"{path.name}:1: not valid JSON (a list of examples was cut short)")
             return loaded
         rows = [(f"{path.name} item {n}", item) for n, item in enumerate(items, start=1)]
     else:
@@ -71,12 +82,42 @@ def read_examples(path: str | os.PathLike[str]) -> Loaded:
                 rows.append((f"{path.name}:{number}", json.loads(line)))
             except json.JSONDecodeError as e:
                 loaded.problems.append(f"{path.name}:{number}: not valid JSON ({e.msg})")
+            except RecursionError:
+                loaded.problems.append(f"{path.name}:{number}: {_TOO_DEEP}")
     for where, row in rows:
         try:
             loaded.examples.append({"messages": to_messages(row), "origin": where, "chunk_ids": []})
         except RowError as e:
             loaded.problems.append(f"{where}: {e}")
     return loaded
+
+
+_TOO_DEEP = "JSON nested too deeply to read (thousands of levels): an example is a flat object; check the file"
+
+
+def _read_text(path: Path) -> tuple[str, str]:
+    """The file's text, or why it has none: (text, "") or ("", a reason that says what to do)."""
+    if path.is_dir():
+        return "", "is a folder, not a file: give the .jsonl or .json file inside it"
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return "", f"cannot be read ({e.strerror or e})"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        with contextlib.suppress(UnicodeDecodeError):
+            data = data.decode("utf-16").encode("utf-8")
+    if not data.strip():
+        return "", "is empty: write one example per line (chat messages, alpaca or sharegpt JSON)"
+    if b"\x00" in data[:65536]:
+        return "", "is binary, not JSON text: give a .jsonl or .json file of examples"
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        return "", (
+            f"is not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}, perhaps latin-1 or cp1252): "
+            "save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 FILE > NEW`"
+        )
+    return text, ""
 
 
 def to_messages(row: Any) -> list[dict[str, str]]:
@@ -287,6 +328,8 @@ def build_dataset(
                 raise FinetuneError(f"examples file {path} not found: check the path in the examples setting")
             continue
         loaded = read_examples(path)
+        if loaded.unreadable and path in config.examples:
+            raise FinetuneError(f"examples file {path} {loaded.unreadable}")
         for example in loaded.examples:
             example["kind"] = "user"
         examples += loaded.examples
@@ -369,8 +412,10 @@ def build_dataset(
         if kind != "user":
             counts[kind] = counts.get(kind, 0) + 1
     if not examples:
+        why = f" ({problems[0]}{f', and {len(problems) - 1} more problems' if len(problems) > 1 else ''})"
         raise FinetuneError(
-            "no training examples: ingest documents with prose (`ragtune ingest PATH`) or give examples files"
+            f"no training examples{why if problems else ''}: ingest documents with prose (`ragtune ingest PATH`) "
+            "or give examples files"
         )
     examples, duplicates = deduplicate(examples)
     count_chat = _template_counter(model, ingest_config.home_path)
@@ -422,21 +467,9 @@ def build_dataset(
 
 def _template_counter(model: str, home: Path) -> Callable[..., int]:
     """Tokens of a chat as the model's template renders it (what training sees)."""
-    from transformers import AutoTokenizer
-
-    from finetune.base_model import resolve_model_path
-    from finetune.errors import FinetuneError
-    from finetune.train import render
-
-    path = resolve_model_path(model, home)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except Exception as e:
-        raise FinetuneError(
-            f"the tokenizer of {model!r} could not be loaded ({type(e).__name__}): check model"
-        ) from None
+    tokenizer = load_chat_tokenizer(model, resolve_model_path(model, home))
 
     def count(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> int:
-        return len(tokenizer(render(tokenizer, messages, tools, False), add_special_tokens=False)["input_ids"])
+        return len(tokenizer(render_chat(tokenizer, messages, tools, False), add_special_tokens=False)["input_ids"])
 
     return count

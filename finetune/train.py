@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.adapters import ADAPTER_FILE, Registry, write_json
-from finetune.base_model import fingerprint, resolve_model_path
+from finetune.base_model import fingerprint, load_chat_tokenizer, render_chat, resolve_model_path, unloadable
 from finetune.config import FinetuneConfig
 from finetune.errors import FinetuneError
 
@@ -42,13 +42,6 @@ IGNORE = -100  # label of tokens the loss skips
 
 
 # data ---------------------------------------------------------------------------------
-
-
-def render(tokenizer: Any, messages: list[dict[str, Any]], tools: list[Any] | None, generation: bool) -> str:
-    """The chat as the model's template writes it."""
-    return str(
-        tokenizer.apply_chat_template(messages, tools=tools or None, tokenize=False, add_generation_prompt=generation)
-    )
 
 
 def encode(
@@ -60,13 +53,13 @@ def encode(
     without the turn, so any template works whose earlier turns render the same
     when later ones follow; a turn for which that is not so is not learned.
     """
-    text = render(tokenizer, messages, tools, generation=False)
+    text = render_chat(tokenizer, messages, tools, generation=False)
     spans = []
     for i, message in enumerate(messages):
         if message["role"] != "assistant" or i == 0:
             continue
-        before = render(tokenizer, messages[:i], tools, generation=True)
-        through = render(tokenizer, messages[: i + 1], tools, generation=False)
+        before = render_chat(tokenizer, messages[:i], tools, generation=True)
+        through = render_chat(tokenizer, messages[: i + 1], tools, generation=False)
         if through.startswith(before) and text.startswith(through):
             spans.append((len(before), len(through)))
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -234,7 +227,7 @@ class LoRARecipe:
     def _setup_model(self) -> None:
         import torch
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -246,18 +239,13 @@ class LoRARecipe:
         kwargs: dict[str, Any] = {"dtype": self.dtype}
         if self.config.quantize == "4bit":
             kwargs.update(self._quantization())
+        self.tokenizer = load_chat_tokenizer(self.model_name, self.path)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
             model: Any = AutoModelForCausalLM.from_pretrained(self.path, **kwargs)
         except FinetuneError:
             raise
         except Exception as e:
-            raise FinetuneError(
-                f"model {self.model_name!r} could not be loaded ({type(e).__name__}): give a local folder or a "
-                "Hugging Face id this machine can download"
-            ) from None
-        if self.tokenizer.chat_template is None:
-            raise FinetuneError(f"model {self.model_name!r} has no chat template: fine-tune an instruction-tuned model")
+            raise FinetuneError(unloadable(self.model_name, e)) from None
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id or 0

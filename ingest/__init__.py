@@ -5,6 +5,7 @@ from ingest.errors import FileRejected, IngestError
 from ingest.loaders import Section, load_file
 from ingest.manifest import FileRecord
 from ingest.pipeline import IngestReport, discover, extracted_text, ingest, list_documents, remove_documents
+from ingest.store import StoreWatcher
 
 __all__ = [
     "FileRecord",
@@ -13,6 +14,7 @@ __all__ = [
     "IngestError",
     "IngestReport",
     "Section",
+    "StoreWatcher",
     "discover",
     "extracted_text",
     "ingest",

@@ -1,6 +1,9 @@
 """Token-aware recursive splitting with the embedder's own tokenizer.
 
 Sections are split separately, so a chunk never spans two headings or pages.
+Splits fall between lines before anything smaller, so a Markdown table row stays
+whole; a chunk that starts inside a table carries the table's header row, which
+:meth:`Chunker.embedded_text` puts before its text.
 Lengths are counted by the tokenizer that will embed the chunk, and a final
 check guarantees that no chunk exceeds the embedder's maximum sequence length,
 so nothing is silently truncated at embedding time.
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest.errors import IngestError
-from ingest.loaders import Section
+from ingest.text import Section
 
 SECTION_SEPARATOR = "\n\n"
 
@@ -28,6 +31,9 @@ class Chunk:
     tokens: int
     page: int | None = None
     section: str = ""
+    ocr: bool = False  # read from an image of the page
+    document: str = ""  # the attachment it comes from, when the file holds several documents
+    header: str = ""  # the header row (and rule) of the table the chunk starts inside, when cut off
 
 
 class Chunker:
@@ -94,10 +100,34 @@ class Chunker:
                             tokens=self.count(text),
                             page=section.page,
                             section=section.section,
+                            ocr=section.ocr,
+                            document=section.document,
+                            header=_table_header(section.text, start),
                         )
                     )
             base += len(section.text) + len(SECTION_SEPARATOR)
         return extracted, chunks
+
+    def embedded_text(self, chunk: Chunk, prefix: str = "") -> str:
+        """The text to embed and index for ``chunk``: ``prefix``, its table header, then its text.
+
+        The prefix and header are cut, never the chunk's text, so the whole stays within the
+        embedder's limit.
+
+        Args:
+            chunk: A chunk from :meth:`split`.
+            prefix: Context such as the document title and heading path; empty for none.
+        """
+        context = "\n".join(part for part in (prefix, chunk.header) if part)
+        if not context:
+            return chunk.text
+        room = self._max_tokens - chunk.tokens - 2
+        offsets = self._backend.encode(context, add_special_tokens=False).offsets
+        if room <= 0:
+            return chunk.text
+        if len(offsets) > room:
+            context = context[: offsets[room - 1][1]]
+        return f"{context}\n{chunk.text}"
 
     def _within_limit(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
         """Cut ``text[start:end]`` at token boundaries into spans of at most ``max_tokens``."""
@@ -111,3 +141,23 @@ class Chunker:
             span_end = start + window[-1][1] if first + self._max_tokens < len(offsets) else end
             spans.append((span_start, span_end))
         return spans
+
+
+def _table_header(text: str, start: int) -> str:
+    """The header row and rule of the Markdown table that ``text[start:]`` begins inside, if any."""
+    line_start = text.rfind("\n", 0, start) + 1
+    if not text.startswith("|", line_start):
+        return ""
+    first = line_start
+    while first > 0:
+        previous = text.rfind("\n", 0, first - 1) + 1
+        if not text.startswith("|", previous):
+            break
+        first = previous
+    if first == line_start:
+        return ""
+    lines = text[first:line_start].split("\n")
+    header = lines[0]
+    if len(lines) > 1 and set(lines[1].replace("|", "").split()) == {"---"}:
+        header += "\n" + lines[1]
+    return header

@@ -12,29 +12,42 @@ from typing import Any
 
 from ingest.config import IngestConfig, load_config, parse_assignments, resolve_home
 from ingest.errors import IngestError
+from ingest.sources import printable
 
 CONFIG_NAME = "config.toml"  # read from the data home when --config is not given
 
 
-def common_options() -> argparse.ArgumentParser:
-    """Options every subcommand takes: data home, config file, overrides, verbosity."""
+def common_options(
+    metavar: str = "KEY=VALUE", example: str = "override any config key, e.g. --set chunk_tokens=128"
+) -> argparse.ArgumentParser:
+    """Options every subcommand takes: data home, config file, overrides, verbosity.
+
+    Args:
+        metavar: How ``--set`` shows its value in the help.
+        example: The help of ``--set``, before "(repeatable)".
+    """
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--home", help="data home (default: $RAGTUNE_HOME or ./.ragtune)")
     parent.add_argument("--config", help=f"TOML config file (default: HOME/{CONFIG_NAME} when it exists)")
     parent.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config key, e.g. --set chunk_tokens=128 (repeatable)",
+        "--set", dest="overrides", action="append", default=[], metavar=metavar, help=f"{example} (repeatable)"
     )
     parent.add_argument("-v", "--verbose", action="count", default=0, help="-v: each file; -vv: each step")
     return parent
 
 
-def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
-    """Add the ingest subcommands to a ``ragtune`` parser."""
+def register(
+    subparsers: Any,
+    parent: argparse.ArgumentParser,
+    config_of: Callable[[argparse.Namespace], IngestConfig] | None = None,
+) -> None:
+    """Add the ingest subcommands to a ``ragtune`` parser.
+
+    Args:
+        subparsers: Where the subcommands go.
+        parent: The common options (data home, config file, overrides, verbosity).
+        config_of: Reads the ingest settings from parsed arguments; default :func:`ingest_config`.
+    """
     p = subparsers.add_parser(
         "ingest",
         parents=[parent],
@@ -52,18 +65,18 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--chroma-url", help="use a Chroma server instead of the embedded store")
     p.add_argument("--prune", action="store_true", help="also drop chunks of files that no longer exist")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=cmd_ingest)
+    p.set_defaults(func=cmd_ingest, config_of=config_of or ingest_config)
 
     docs = subparsers.add_parser("docs", help="list or remove ingested documents")
     docs_sub = docs.add_subparsers(dest="docs_command", required=True, metavar="{list,remove}")
     ls = docs_sub.add_parser("list", parents=[parent], help="list ingested files with chunk counts")
     _collection_option(ls)
     ls.add_argument("--json", action="store_true", help="print JSON lines")
-    ls.set_defaults(func=cmd_docs_list)
+    ls.set_defaults(func=cmd_docs_list, config_of=config_of or ingest_config)
     rm = docs_sub.add_parser("remove", parents=[parent], help="remove files (or folders) and their chunks")
     rm.add_argument("paths", nargs="+", metavar="PATH", help="ingested files, or folders holding them")
     _collection_option(rm)
-    rm.set_defaults(func=cmd_docs_remove)
+    rm.set_defaults(func=cmd_docs_remove, config_of=config_of or ingest_config)
 
 
 def _collection_option(p: argparse.ArgumentParser) -> None:
@@ -102,7 +115,7 @@ def ingest_config(args: argparse.Namespace, assignments: dict[str, str] | None =
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.pipeline import SAMPLE_CORPUS, ingest
 
-    config = ingest_config(args)
+    config = args.config_of(args)
     paths = args.paths or [SAMPLE_CORPUS]
     report = ingest(paths, config, prune=args.prune, progress=not args.json)
     if args.json:
@@ -110,9 +123,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         for f in report.files:
             if f.status in ("skipped", "failed"):
-                print(f"{f.status:<9} {f.path}: {f.reason}")
+                print(f"{f.status:<9} {printable(f.path)}: {printable(f.reason)}")
             elif args.verbose:
-                print(f"{f.status:<9} {f.path} ({f.chunks} chunks)")
+                print(f"{f.status:<9} {printable(f.path)} ({f.chunks} chunks)")
+        for note in report.notes:
+            print(note)
         print(report.summary())
     if report.ok == 0 and not report.count("removed"):
         print("error: nothing could be ingested; see the reasons above", file=sys.stderr)
@@ -123,7 +138,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_docs_list(args: argparse.Namespace) -> int:
     from ingest.pipeline import list_documents
 
-    config = ingest_config(args)
+    config = args.config_of(args)
     records = list_documents(config)
     if args.json:
         for r in records:
@@ -142,10 +157,10 @@ def cmd_docs_list(args: argparse.Namespace) -> int:
     if not records:
         print(f"collection {config.collection!r} is empty: add documents with `ragtune ingest PATH`")
         return 0
-    width = max(len(r.path) for r in records)
+    width = max(len(printable(r.path)) for r in records)
     print(f"{'path':<{width}}  chunks  {'bytes':>9}  ingested (UTC)")
     for r in records:
-        print(f"{r.path:<{width}}  {len(r.chunk_ids):>6}  {r.size:>9}  {r.ingested_at}")
+        print(f"{printable(r.path):<{width}}  {len(r.chunk_ids):>6}  {r.size:>9}  {r.ingested_at}")
     total = sum(len(r.chunk_ids) for r in records)
     print(f"{len(records)} files, {total} chunks in collection {config.collection!r}")
     return 0
@@ -154,9 +169,9 @@ def cmd_docs_list(args: argparse.Namespace) -> int:
 def cmd_docs_remove(args: argparse.Namespace) -> int:
     from ingest.pipeline import remove_documents
 
-    report = remove_documents(args.paths, ingest_config(args))
+    report = remove_documents(args.paths, args.config_of(args))
     for f in report.files:
-        print(f"removed   {f.path} ({f.chunks} chunks)")
+        print(f"removed   {printable(f.path)} ({f.chunks} chunks)")
     print(report.summary())
     return 0
 

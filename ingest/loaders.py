@@ -1,35 +1,39 @@
 """Turn one file into text sections, each with its page and heading.
 
-Every loader delegates the parsing to a maintained library (pypdf, python-docx,
-python-pptx, BeautifulSoup, EbookLib, the csv and json modules,
-charset-normalizer) and only shapes the result. Loaders raise
+Every loader delegates the parsing to a maintained library (pypdfium2 in
+:mod:`ingest.pdf`, python-docx, python-pptx, lxml, EbookLib, the csv
+and json modules, charset-normalizer; openpyxl, odfpy and striprtf in
+:mod:`ingest.office`, the email module in :mod:`ingest.mail`) and only shapes
+the result. Loaders raise
 :class:`FileRejected` with a short reason; they never let a library's exception
 escape for a bad file.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
+import dataclasses
 import io
 import json
 import re
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest import office
 from ingest.errors import FileRejected
-
-
-@dataclass(frozen=True)
-class Section:
-    """A run of text that shares one page (or slide, or chapter) and one heading path."""
-
-    text: str
-    page: int | None = None  # 1-based page, slide or chapter; None when the format has none
-    section: str = ""  # heading path, e.g. "Setup > Wiring"
+from ingest.mail import load_eml
+from ingest.pdf import load_pdf
+from ingest.text import (
+    BOMS,
+    LoadStats,
+    Section,
+    decode_text,
+    html_to_markdown_text,
+    path_of,
+    split_markdown,
+)
 
 
 def check_file(path: Path, max_bytes: int) -> None:
@@ -53,31 +57,41 @@ def check_file(path: Path, max_bytes: int) -> None:
 
 
 _CONVERT_HINTS = {
-    ".doc": "save it as .docx",
-    ".rtf": "save it as .docx",
-    ".odt": "save it as .docx",
     ".ppt": "save it as .pptx",
     ".odp": "save it as .pptx",
-    ".xls": "export its sheets as .csv",
-    ".xlsx": "export its sheets as .csv",
-    ".ods": "export its sheets as .csv",
+    ".xls": "save it as .xlsx",
+    ".ods": "save it as .xlsx",
+    ".msg": "save it as .eml",
 }
 
 
-def load_file(path: Path, max_bytes: int) -> list[Section]:
+def load_file(
+    path: Path,
+    max_bytes: int,
+    *,
+    ocr: bool = True,
+    stats: LoadStats | None = None,
+    max_unzipped_bytes: int = 256 * 2**20,
+) -> list[Section]:
     """Extract the text sections of ``path``.
 
     Args:
         path: The file to read.
         max_bytes: Files larger than this are skipped.
+        ocr: Read PDF pages that have no text layer with OCR.
+        stats: Receives the pages read by OCR and the time spent on tables and OCR.
+        max_unzipped_bytes: Zip-based files (docx, pptx, xlsx, odt, epub) whose
+            members unpack to more than this are skipped unread.
 
     Raises:
-        FileRejected: unsupported type, too large, empty, binary, corrupt or
-            password-protected.
+        FileRejected: unsupported type, too large, empty, binary, corrupt,
+            password-protected, or unpacking to too much.
     """
     check_file(path, max_bytes)
+    if path.suffix.lower() in ZIP_FORMATS:
+        check_zip(path, max_unzipped_bytes)
     try:
-        sections = LOADERS[path.suffix.lower()](path)
+        sections = _load(path, ocr, stats if stats is not None else LoadStats(), max_unzipped_bytes)
     except FileRejected:
         raise
     except Exception as e:  # a parser's error on a malformed file
@@ -89,55 +103,59 @@ def load_file(path: Path, max_bytes: int) -> list[Section]:
     return sections
 
 
-# --- text encodings ---------------------------------------------------------------
-
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-_LEGACY_SINGLE_BYTE = re.compile(r"^(cp125\d|latin_1|iso8859_\d+|mac_\w+|windows_125\d|ascii|cp850|cp437)$")
+ZIP_FORMATS = frozenset((".docx", ".docm", ".pptx", ".xlsx", ".xlsm", ".odt", ".ods", ".odp", ".epub"))
+_MAX_ZIP_MEMBERS = 50_000
 
 
-def decode_text(data: bytes) -> str:
-    """Decode bytes of unknown encoding: BOM, then UTF-8, then detection.
+def check_zip(path: Path, max_unzipped_bytes: int) -> None:
+    """Reject a zip archive that would unpack to more than ``max_unzipped_bytes``, before unpacking any of it.
 
-    UTF-16/32 are found by BOM or by charset-normalizer; a legacy single-byte
-    guess becomes cp1252, the most common one, when cp1252 can decode the bytes.
+    The sizes come from the central directory. A member whose header
+    understates its size cannot get past it either: Python's zipfile stops
+    reading a member at its declared size and then fails its CRC check.
 
     Raises:
-        FileRejected: the bytes are not text in any encoding.
+        FileRejected: too many members, or too many bytes once unpacked.
     """
-    text = _decode(data)
-    sample = (text or "")[:20000]
-    control = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\n\r\f")
-    if text is None or control > 0.05 * len(sample):
-        raise FileRejected("binary content, not text")
-    return text
+    members = _zip_member_count(path)
+    if members > _MAX_ZIP_MEMBERS:
+        raise FileRejected(f"zip archive with {members} members (more than {_MAX_ZIP_MEMBERS}): not a document")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            total = sum(max(info.file_size, 0) for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a readable zip: the loader says what is wrong with it
+    if total > max_unzipped_bytes:
+        raise FileRejected(
+            f"unpacks to {total / 2**20:,.1f} MB (more than max_unzipped_mb {max_unzipped_bytes / 2**20:.4g}): "
+            "a zip bomb, or raise max_unzipped_mb to ingest it",
+            failed=False,
+        )
 
 
-def _decode(data: bytes) -> str | None:
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            return data.decode(encoding)
-    if b"\x00" not in data:
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-    from charset_normalizer import from_bytes
+def _zip_member_count(path: Path) -> int:
+    """Members a zip's end-of-central-directory record declares (0 when there is none to read)."""
+    import struct
 
-    best = from_bytes(data).best()
-    if best is None:
-        return None
-    if _LEGACY_SINGLE_BYTE.match(best.encoding):
-        try:
-            return data.decode("cp1252")
-        except UnicodeDecodeError:
-            pass
-    return str(best)
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 65557))
+        tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return 0
+    count = int(struct.unpack("<H", tail[at + 10 : at + 12])[0])
+    if count == 0xFFFF:  # zip64: the real count is in the zip64 record
+        locator = tail.rfind(b"PK\x06\x07", 0, at)
+        if locator >= 0 and locator + 20 <= len(tail):
+            offset = int(struct.unpack("<Q", tail[locator + 8 : locator + 16])[0])
+            with open(path, "rb") as f:
+                f.seek(offset)
+                record = f.read(56)
+            if record[:4] == b"PK\x06\x06" and len(record) >= 40:
+                count = int(struct.unpack("<Q", record[32:40])[0])
+    return count
 
 
 def _read_text(path: Path) -> str:
@@ -146,30 +164,7 @@ def _read_text(path: Path) -> str:
 
 # --- plain text, Markdown, reStructuredText ---------------------------------------
 
-_ATX_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+:.])\1{2,}\s*$")
-
-
-def split_markdown(text: str) -> list[Section]:
-    """Split Markdown at ATX headings (``#`` .. ``######``), outside fenced code."""
-    sections: list[Section] = []
-    trail: list[tuple[int, str]] = []
-    lines: list[str] = []
-    fence = ""
-    for line in text.splitlines():
-        stripped = line.lstrip()
-        if stripped.startswith(("```", "~~~")):
-            marker = stripped[:3]
-            fence = "" if fence == marker else (fence or marker)
-        match = None if fence else _ATX_HEADING.match(line)
-        if match:
-            sections.append(Section("\n".join(lines), section=_path(trail)))
-            lines = []
-            level = len(match.group(1))
-            trail = [(lv, t) for lv, t in trail if lv < level] + [(level, match.group(2).strip())]
-        lines.append(line)
-    sections.append(Section("\n".join(lines), section=_path(trail)))
-    return sections
 
 
 def _load_markdown(path: Path) -> list[Section]:
@@ -192,7 +187,7 @@ def _load_rst(path: Path) -> list[Section]:
         if line.strip() and not _RST_UNDERLINE.match(line) and match and len(under.rstrip()) >= len(line.rstrip()):
             if buffer and _RST_UNDERLINE.match(buffer[-1]):
                 buffer.pop()  # the overline of this title
-            sections.append(Section("\n".join(buffer), section=_path(trail)))
+            sections.append(Section("\n".join(buffer), section=path_of(trail)))
             buffer = []
             char = match.group(1)
             if char not in order:
@@ -204,7 +199,7 @@ def _load_rst(path: Path) -> list[Section]:
             continue
         buffer.append(line)
         i += 1
-    sections.append(Section("\n".join(buffer), section=_path(trail)))
+    sections.append(Section("\n".join(buffer), section=path_of(trail)))
     return sections
 
 
@@ -212,39 +207,7 @@ def _load_text(path: Path) -> list[Section]:
     return [Section(_read_text(path))]
 
 
-def _path(trail: list[tuple[int, str]]) -> str:
-    return " > ".join(t for _, t in trail)
-
-
 # --- HTML and EPUB ------------------------------------------------------------------
-
-_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
-
-
-def html_to_markdown_text(markup: bytes | str) -> str:
-    """Visible text of an HTML document, headings turned into ``#`` lines."""
-    import warnings
-
-    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML parses fine as HTML
-        soup = BeautifulSoup(markup, "lxml")
-    for tag in soup(["script", "style", "noscript", "template", "svg", "head"]):
-        tag.decompose()
-    for heading in soup.find_all(_HEADINGS):
-        level = int(heading.name[1])
-        title = " ".join(heading.get_text(" ").split())
-        heading.replace_with(f"\n\n{'#' * level} {title}\n\n" if title else "")
-    for br in soup.find_all("br"):
-        br.replace_with("\n")
-    blocks = ("p", "div", "li", "tr", "table", "section", "article", "pre", "blockquote", "dd", "dt")
-    for block in soup.find_all(blocks):
-        block.insert_after("\n")
-    for cell in soup.find_all(("td", "th")):
-        cell.insert_after(" | ")
-    text = soup.get_text()
-    return re.sub(r"\n[ \t]*\n(\s*\n)+", "\n\n", text)
 
 
 def _load_html(path: Path) -> list[Section]:
@@ -253,7 +216,7 @@ def _load_html(path: Path) -> list[Section]:
     data = path.read_bytes()
     declared = EncodingDetector.find_declared_encoding(data, is_html=True, search_entire_document=False)
     # A declared charset (or a BOM) is BeautifulSoup's to honour; otherwise our detection decides.
-    markup = data if declared or data.startswith(tuple(b for b, _ in _BOMS)) else decode_text(data)
+    markup = data if declared or data.startswith(BOMS) else decode_text(data)
     return split_markdown(html_to_markdown_text(markup))
 
 
@@ -282,22 +245,7 @@ def _load_epub(path: Path) -> list[Section]:
 
 
 def _load_pdf(path: Path) -> list[Section]:
-    import logging
-
-    from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError
-
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
-    try:
-        reader = PdfReader(path)
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise FileRejected("password-protected PDF: save a copy without the password and ingest that")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except FileNotDecryptedError:
-        raise FileRejected("password-protected PDF: save a copy without the password and ingest that") from None
-    except PdfReadError as e:
-        raise FileRejected(f"corrupt PDF ({str(e)[:120]})") from None
-    return [Section(text, page=number) for number, text in enumerate(pages, start=1)]
+    return load_pdf(path)
 
 
 # --- Office: docx, pptx -------------------------------------------------------------
@@ -326,7 +274,7 @@ def _load_docx(path: Path) -> list[Section]:
     page = 1
 
     def flush() -> None:
-        sections.append(Section("\n".join(lines), page=page if paged else None, section=_path(trail)))
+        sections.append(Section("\n".join(lines), page=page if paged else None, section=path_of(trail)))
         lines.clear()
 
     for block in document.iter_inner_content():
@@ -471,7 +419,35 @@ def _clean(section: Section) -> Section:
     text = section.text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     text = re.sub(r"[ \t]+\n", "\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text).strip()
-    return Section(text, section.page, section.section)
+    return dataclasses.replace(section, text=text)
+
+
+def _load(path: Path, ocr: bool, stats: LoadStats, max_unzipped_bytes: int) -> list[Section]:
+    suffix = path.suffix.lower()
+    if suffix == ".pdf":
+        return load_pdf(path, ocr=ocr, stats=stats)
+    if suffix == ".eml":
+        # an attachment passes the same checks as a file of its own (empty, zip bombs, no text)
+        size = path.stat().st_size
+        return load_eml(
+            path, lambda part: load_file(part, size, ocr=ocr, stats=stats, max_unzipped_bytes=max_unzipped_bytes)
+        )
+    return LOADERS[suffix](path)
+
+
+def _load_doc(path: Path) -> list[Section]:
+    """A legacy Word file; a .docx misnamed .doc is read as the .docx it is."""
+    with open(path, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"
+    return _load_docx(path) if zipped else office.load_doc(path)
+
+
+def _load_office(kind: str) -> Callable[[Path], list[Section]]:
+    def load(path: Path) -> list[Section]:
+        loader: Callable[[Path], list[Section]] = getattr(office, f"load_{kind}")
+        return loader(path)
+
+    return load
 
 
 LOADERS: dict[str, Callable[[Path], list[Section]]] = {
@@ -491,4 +467,10 @@ LOADERS: dict[str, Callable[[Path], list[Section]]] = {
     ".json": _load_json,
     ".jsonl": _load_json,
     ".epub": _load_epub,
+    ".eml": _load_text,  # read by ingest.mail; listed here as a supported type
+    ".xlsx": _load_office("xlsx"),
+    ".xlsm": _load_office("xlsx"),
+    ".odt": _load_office("odt"),
+    ".rtf": _load_office("rtf"),
+    ".doc": _load_doc,
 }

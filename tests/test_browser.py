@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from assistant.conversations import CONVERSATIONS_FILE, Conversations
 from tests.conftest import ROOT, free_port, trained_adapter
 
 CHROMIUM = "/usr/bin/chromium"
@@ -135,7 +137,7 @@ def test_chat_documents_and_compare_in_a_real_browser(app_url: tuple[str, Path],
         )
         page.screenshot(path=str(SHOTS / "documents.png"), full_page=True)
         page.get_by_role("tab", name="Chat").click()
-        page.click("#clear")  # a new topic: a fresh chat
+        page.click("#new-conversation")  # a new topic: a fresh chat
         page.wait_for_function("document.querySelectorAll('#chat details.source').length === 0", timeout=30_000)
         _ask(page, "What is the secret password of the Zork club?")
         answer = page.locator("#chat details.source").last.locator("xpath=..")
@@ -154,7 +156,8 @@ def test_chat_documents_and_compare_in_a_real_browser(app_url: tuple[str, Path],
         assert "zork-club.md" in page.locator("#compare-sources").inner_text()
         keys = ("base-closed", "tuned-closed", "base-rag", "tuned-rag")
         texts = {key: page.locator(f"#{key}").inner_text() for key in keys}
-        assert all(len(t.split("\n", 1)[-1].strip()) > 10 for t in texts.values()), texts
+        # every pane got an answer (the demo adapter's random weights give short, odd ones)
+        assert all(len(t.split("\n", 1)[-1].strip()) > 3 for t in texts.values()), texts
         assert "adapter demo" in page.locator("#tuned-closed").inner_text()
         page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
 
@@ -162,3 +165,142 @@ def test_chat_documents_and_compare_in_a_real_browser(app_url: tuple[str, Path],
         page.wait_for_function("document.querySelector('#adapters').innerText.includes('demo')", timeout=30_000)
         page.screenshot(path=str(SHOTS / "adapters.png"), full_page=True)
         browser.close()
+
+
+def _serve(home: Path, port: int, log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``ragtune chat`` over ``home`` on ``port``, its output appended to ``log_path``."""
+    with log_path.open("a") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "assistant", "chat", "--port", str(port), "--set", "answer_tokens=40"],
+            env={**os.environ, "RAGTUNE_HOME": str(home), **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _wait_serving(log_path: Path, count: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.time() + 300
+    while log_path.read_text().count("serving on") < count:
+        assert process.poll() is None, log_path.read_text()
+        assert time.time() < deadline, "the app did not start in 5 minutes"
+        time.sleep(0.5)
+
+
+def _login(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("input[type=password]", timeout=60_000)
+    page.locator("input[type=text], input:not([type])").first.fill("ann")
+    page.fill("input[type=password]", "secret-ann")
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector("#question textarea", timeout=60_000)
+
+
+def test_conversations_errors_progress_and_sources_in_a_real_browser(
+    tmp_path: Path, bundled_llm_models: Path, bundled_embedder: str
+) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is absent: apt-get install chromium")
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    home = tmp_path / "home"
+    shutil.copytree(bundled_llm_models, home / "models")
+    model = next((home / "models").iterdir())
+    trained_adapter(str(model), home, "demo", recorded_base="HuggingFaceTB/SmolLM2-135M-Instruct")
+    port, log_path = free_port(), tmp_path / "app.log"
+    log_path.write_text("")
+    env = {"RAGTUNE_USERNAME": "ann", "RAGTUNE_PASSWORD": "secret-ann"}
+    process = _serve(home, port, log_path, env)
+    _wait_serving(log_path, 1, process)
+    url = f"http://127.0.0.1:{port}"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    big = tmp_path / "fan-manual.txt"
+    big.write_text(
+        "\n\n".join(f"Section {n}. The fan model F{n} runs at {n * 10} rpm and needs care." for n in range(900))
+    )
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            _login(page, url)
+
+            # an answer with [n] chips: a chip opens its source, the cited sentence highlighted
+            _ask(page, "What does error E116 mean and how is it fixed?")
+            chip = page.locator("#chat a.cite").first
+            chip.wait_for(timeout=30_000)
+            n = chip.inner_text().strip("[]")
+            source = page.locator(f"#chat details.source-{n}").last
+            assert source.get_attribute("open") is None
+            chip.click()
+            page.wait_for_function(
+                f"[...document.querySelectorAll('#chat details.source-{n}')].some(d => d.open)", timeout=10_000
+            )
+            assert "% similar" in source.locator("summary").inner_text()
+            page.screenshot(path=str(SHOTS / "chat-sources.png"), full_page=True)
+
+            # the conversation is listed, kept as the login user's, and a reload reopens it
+            page.wait_for_function(
+                "document.querySelector('#conversations').innerText.includes('E116')", timeout=30_000
+            )
+            store = Conversations(home / CONVERSATIONS_FILE)
+            assert [t for _, t in store.titles("ann")] == ["What does error E116 mean and how is it fixed?"]
+            assert store.titles("") == []
+            page.reload()
+            page.wait_for_selector("#question textarea", timeout=60_000)
+            page.wait_for_function("document.querySelector('#chat').innerText.includes('E116')", timeout=30_000)
+            assert "E116" in page.locator("#conversations").inner_text()
+
+            # an error on the Adapters tab stays there; the Chat tab's model picker still works
+            page.get_by_role("tab", name="Adapters").click()
+            page.click("#activate")
+            page.wait_for_function(
+                "document.querySelector('#adapters-notice').innerText.includes('pick an adapter first')",
+                timeout=30_000,
+            )
+            page.screenshot(path=str(SHOTS / "adapters-error.png"), full_page=True)
+            page.get_by_role("tab", name="Chat").click()
+            page.locator("#model input").click()
+            page.get_by_role("option", name="none (base model)").click()
+            assert page.locator("#model input").input_value() == "none (base model)"
+            assert page.locator("#chat .error, .toast-body.error").count() == 0
+
+            # an upload shows progress at once
+            page.get_by_role("tab", name="Documents").click()
+            page.set_input_files("#documents-upload input[type=file]", str(big))
+            started = time.time()
+            seen, percent = "", 0.0
+            while time.time() - started < 5 and percent <= 0:
+                seen = page.locator("#ingest-summary").inner_text()
+                found = re.search(r"(\d+(?:\.\d+)?)%", seen)
+                percent = float(found.group(1)) if found and "file 1 of 1" in seen else 0.0
+                time.sleep(0.1)
+            assert percent > 0, seen
+            page.screenshot(path=str(SHOTS / "documents-progress.png"), full_page=True)
+            page.wait_for_function(
+                "document.querySelector('#documents').innerText.includes('fan-manual.txt')", timeout=300_000
+            )
+            page.screenshot(path=str(SHOTS / "documents.png"), full_page=True)
+            page.get_by_role("tab", name="Fine-tune").click()
+            page.wait_for_selector("#training-estimate", timeout=30_000)
+            page.screenshot(path=str(SHOTS / "finetune.png"), full_page=True)
+            page.get_by_role("tab", name="Compare").click()
+            page.screenshot(path=str(SHOTS / "compare-empty.png"), full_page=True)
+            page.get_by_role("tab", name="Chat").click()
+            page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
+
+            # a server restart: the conversation is still there after logging in again
+            process.terminate()
+            process.wait(30)
+            process = _serve(home, port, log_path, env)
+            _wait_serving(log_path, 2, process)
+            _login(page, url)
+            page.wait_for_function("document.querySelector('#chat').innerText.includes('E116')", timeout=60_000)
+            assert "E116" in page.locator("#conversations").inner_text()
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(30)

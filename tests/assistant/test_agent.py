@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from assistant.agent import parse_tool_calls, run_agent
+from assistant.agent import run_agent
 from assistant.events import Answer, Token, ToolCall, ToolResult
 from assistant.retrieval import Hit
-from assistant.tools import Registry, ToolError, calculator, current_datetime, tool
+from assistant.toolcalls import parse_tool_calls
+from assistant.tools import ToolError, ToolRegistry, calculator, current_datetime, tool
 
 
 def call(tool_name: str, /, **arguments) -> str:
@@ -90,7 +91,7 @@ def lookup(query: str) -> list[Hit]:
 
 
 def test_a_valid_call_then_an_answer_with_citations(scripted) -> None:
-    registry = Registry([lookup, calculator])
+    registry = ToolRegistry([lookup, calculator])
     scripted.enqueue(call("lookup", query="E116"), "A clamp is reversed [1]; turn it around [2].")
     events, answer = run(scripted, registry, "What does E116 mean?")
     kinds = [type(e).__name__ for e in events]
@@ -114,7 +115,7 @@ def test_native_tool_templates_get_schemas_and_tool_messages() -> None:
     from tests.conftest import ScriptedModel
 
     model = ScriptedModel(supports_tools=True).enqueue(call("calculator", expression="6*7"), "42")
-    _, answer = run(model, Registry([calculator]))
+    _, answer = run(model, ToolRegistry([calculator]))
     assert answer.text == "42"
     assert model.tools[0] == [calculator.schema()] and "<tools>" not in model.prompts[0][0]["content"]
     assistant, result = model.prompts[1][-2:]
@@ -124,7 +125,7 @@ def test_native_tool_templates_get_schemas_and_tool_messages() -> None:
 
 def test_a_malformed_call_gets_one_repair_turn(scripted) -> None:
     scripted.enqueue("<tool_call>calculator(6*7)</tool_call>", call("calculator", expression="6*7"), "It is 42.")
-    events, answer = run(scripted, Registry([calculator]))
+    events, answer = run(scripted, ToolRegistry([calculator]))
     assert "could not be read" in scripted.prompts[1][-1]["content"]
     assert of(events, ToolResult)[0].content == "6*7 = 42"
     assert answer.text == "It is 42." and answer.stopped == "answer"
@@ -134,7 +135,7 @@ def test_a_malformed_call_gets_one_repair_turn(scripted) -> None:
 
 def test_a_call_still_unreadable_after_repair_ends_in_a_plain_answer(scripted) -> None:
     scripted.enqueue("<tool_call>nope</tool_call>", "<tool_call>still nope</tool_call>", "6 times 7 is 42.")
-    events, answer = run(scripted, Registry([calculator]))
+    events, answer = run(scripted, ToolRegistry([calculator]))
     assert answer.stopped == "unreadable_call" and answer.text == "6 times 7 is 42." and not answer.calls
     assert not of(events, ToolCall)
     final = scripted.prompts[2]
@@ -143,7 +144,7 @@ def test_a_call_still_unreadable_after_repair_ends_in_a_plain_answer(scripted) -
 
 def test_an_unknown_tool_is_an_error_the_model_reads(scripted) -> None:
     scripted.enqueue(call("shell", command="rm -rf /"), "Sorry, I cannot do that.")
-    events, answer = run(scripted, Registry([calculator]))
+    events, answer = run(scripted, ToolRegistry([calculator]))
     result = of(events, ToolResult)[0]
     assert not result.ok and result.error == "unknown tool 'shell'; the tools are: calculator"
     assert "Error: unknown tool 'shell'" in scripted.prompts[1][-1]["content"]
@@ -158,7 +159,7 @@ def test_bad_arguments_and_repeated_calls_are_errors(scripted) -> None:
         call("calculator", expression="6*7"),
         "42",
     )
-    events, answer = run(scripted, Registry([calculator]), max_steps=4)
+    events, answer = run(scripted, ToolRegistry([calculator]), max_steps=4)
     errors = [r.error for r in of(events, ToolResult)]
     assert errors[0].startswith("bad arguments: unknown argument(s) ['formula']") and errors[1] == errors[0]
     assert errors[2] is None
@@ -168,7 +169,7 @@ def test_bad_arguments_and_repeated_calls_are_errors(scripted) -> None:
 
 def test_an_endless_loop_stops_at_the_step_limit(scripted) -> None:
     scripted.enqueue(*[call("calculator", expression=f"{n}+1") for n in range(3)], "I give up: 3.")
-    events, answer = run(scripted, Registry([calculator]), max_steps=3)
+    events, answer = run(scripted, ToolRegistry([calculator]), max_steps=3)
     assert len(of(events, ToolCall)) == 3 and answer.stopped == "step_limit"
     assert answer.text == "I give up: 3."
     assert "<tools>" not in scripted.prompts[3][0]["content"]  # the last turn offers no tools
@@ -210,7 +211,7 @@ def test_a_tool_that_raises_or_hangs_does_not_break_the_chat(scripted) -> None:
         "Nothing worked.",
     )
     started = time.perf_counter()
-    events, answer = run(scripted, Registry([flaky, hang, refuse]))
+    events, answer = run(scripted, ToolRegistry([flaky, hang, refuse]))
     assert time.perf_counter() - started < 5
     assert [r.error for r in of(events, ToolResult)] == [
         "RuntimeError: database is locked",
@@ -231,19 +232,19 @@ def test_oversized_output_is_an_error(scripted) -> None:
         return "word " * 5000
 
     scripted.enqueue(call("dump", x=1), "Too much.")
-    events, _ = run(scripted, Registry([dump]), tool_output_chars=1000)
+    events, _ = run(scripted, ToolRegistry([dump]), tool_output_chars=1000)
     assert "25000 characters, over the 1000 limit" in of(events, ToolResult)[0].error
 
 
 def test_plain_answers_stream_and_calls_do_not(scripted) -> None:
     scripted.enqueue("Hello there, how can I help?")
-    events, answer = run(scripted, Registry([calculator]), "Hi")
+    events, answer = run(scripted, ToolRegistry([calculator]), "Hi")
     tokens = of(events, Token)
     assert len(tokens) > 1 and "".join(t.text for t in tokens) == "Hello there, how can I help?"
     assert answer.calls == [] and answer.stopped == "answer"
 
     scripted.enqueue("Let me compute. " + call("calculator", expression="1+1"), "2")
-    events, _ = run(scripted, Registry([calculator]))
+    events, _ = run(scripted, ToolRegistry([calculator]))
     streamed = "".join(t.text for t in of(events, Token))
     assert streamed == "Let me compute. 2"  # the call itself never reaches the user as text
 
@@ -263,7 +264,7 @@ def test_old_results_are_dropped_to_fit_the_context() -> None:
     model = ScriptedModel(context_window=700)
     model.enqueue(call("page", n=1), call("page", n=2), call("page", n=3), "done")
     history = [{"role": "user", "content": "old " * 100}, {"role": "assistant", "content": "reply " * 100}]
-    _, answer = run(model, Registry([page]), history=history, answer_tokens=100)
+    _, answer = run(model, ToolRegistry([page]), history=history, answer_tokens=100)
     last = model.prompts[-1]
     assert answer.text == "done"
     assert all("old old" not in m["content"] for m in last)  # history went first
@@ -291,7 +292,7 @@ def test_instructions_inside_documents_cannot_add_or_reach_tools(scripted) -> No
         """
         return INJECTION
 
-    registry = Registry([read_manual, calculator, current_datetime])
+    registry = ToolRegistry([read_manual, calculator, current_datetime])
     before = registry.names
     # The model obeys the document and tries the tool it names, then the one it smuggles in.
     scripted.enqueue(call("read_manual", name="battery"), call("delete_files", path="/"), call("shell", cmd="id"), "ok")
@@ -332,7 +333,7 @@ def test_the_agent_runs_on_a_real_tiny_model(tiny_lm: str, tmp_path) -> None:
 
     model = LocalModel(tiny_lm, tmp_path, context_window=512)
     assert model.supports_tools is False
-    _, answer = run(model, Registry([calculator]), "What is 6 times 7?", answer_tokens=8)
+    _, answer = run(model, ToolRegistry([calculator]), "What is 6 times 7?", answer_tokens=8)
     assert answer.stopped in ("answer", "empty_reply", "unreadable_call", "step_limit")
     assert answer.timings["total_s"] > 0 and answer.completion_tokens >= 0
 
@@ -363,7 +364,7 @@ def test_a_template_that_renders_tools_gets_them_natively(tiny_lm: str, tmp_path
     messages = [{"role": "user", "content": "hello"}]
     with_tools = model.count_tokens(messages, [calculator.schema()])
     assert with_tools > model.count_tokens(messages)  # the schema went through the template
-    _, answer = run(model, Registry([calculator]), "What is 6 times 7?", answer_tokens=8)
+    _, answer = run(model, ToolRegistry([calculator]), "What is 6 times 7?", answer_tokens=8)
     assert answer.stopped in ("answer", "empty_reply", "unreadable_call", "step_limit")
 
 
@@ -373,7 +374,7 @@ def test_demonstrations_are_the_prompts_the_agent_builds(native: bool) -> None:
     from assistant.agent import demonstrate
     from tests.conftest import ScriptedModel
 
-    registry = Registry([lookup, calculator])
+    registry = ToolRegistry([lookup, calculator])
     live = ScriptedModel(supports_tools=native).enqueue(call("lookup", query="E116"), "Reversed clamp [2].")
     run(live, registry, "What does E116 mean?")
     shown = demonstrate(

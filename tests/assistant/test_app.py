@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -11,9 +12,11 @@ import pytest
 from assistant import app as A
 from assistant.config import AppConfig, AssistantConfig
 from assistant.errors import AssistantError
+from assistant.settings import Settings
 from assistant.workspace import Upload, Workspace, safe_name
 from finetune.adapters import Registry
 from finetune.config import FinetuneConfig
+from finetune.errors import FinetuneError
 from tests.conftest import free_port, trained_adapter
 
 DOC = (
@@ -25,7 +28,7 @@ DOC = (
 @pytest.fixture
 def ws(tiny_lm: str, tiny_config, tmp_path: Path) -> Workspace:
     config = AssistantConfig(model=tiny_lm, answer_tokens=12, context_window=1024, min_score=-1.0)
-    workspace = Workspace(tiny_config, config, FinetuneConfig(), AppConfig(max_upload_mb=1))
+    workspace = Workspace(Settings(ingest=tiny_config, assistant=config, app=AppConfig(max_upload_mb=1)))
     doc = tmp_path / "battery.txt"
     doc.write_text(DOC)
     report = workspace.add_documents([Upload("battery.txt", str(doc))])
@@ -48,7 +51,8 @@ def test_chat_streams_an_answer_with_expandable_sources_and_keeps_sessions_apart
     partial = [s[0][-1]["content"] for s in steps[1:-1]]
     assert len({p for p in partial if p}) >= 2  # the answer grew token by token
     answer = messages[-1]["content"]
-    assert '<details class="source"><summary>[1] battery.txt' in answer and "10 kWh" in answer
+    assert '<details class="source source-1"><summary>[1] battery.txt' in answer and "10 kWh" in answer
+    assert "% similar" in answer and "score 0." not in answer
     assert status.startswith("context ") and " sources, 0 dropped" in status and "model: active (none" in status
     assert one.history[0] == {"role": "user", "content": "How much does the battery store?"}
     assert list(one.turns) == [1] and one.turns[1]["sources"][0]["text"] in DOC
@@ -67,7 +71,7 @@ def test_chat_streams_an_answer_with_expandable_sources_and_keeps_sessions_apart
 
 
 def test_history_is_bounded_and_clear_starts_over(ws: Workspace) -> None:
-    ws.app = AppConfig(history_turns=1)
+    ws.settings = dataclasses.replace(ws.settings, app=AppConfig(history_turns=1))
     session = A.Session()
     for question in ("battery?", "warranty?", "vents?"):
         drain(A.chat(ws, session, question))
@@ -77,18 +81,18 @@ def test_history_is_bounded_and_clear_starts_over(ws: Workspace) -> None:
 
 
 def test_stop_ends_the_answer_and_frees_the_model(ws: Workspace) -> None:
-    ws.config = AssistantConfig(model=ws.config.model, answer_tokens=200, context_window=1024, min_score=-1.0)
+    ws.settings = dataclasses.replace(ws.settings, assistant=dataclasses.replace(ws.config, answer_tokens=200))
     session = A.Session()
     gen = A.chat(ws, session, "How much does the battery store?")
     for _ in range(4):
         partial = next(gen)[0][-1]["content"]
     A.stop(session)
     rest = list(gen)
-    assert rest[-1][0][-1]["content"].endswith("*(stopped)*") and rest[-1][2] == "Stopped."
+    assert rest[-1][0][-1]["content"].endswith("*(stopped)*") and rest[-1][2].startswith("Stopped: the answer")
     assert partial and len(rest[-1][0][-1]["content"]) < 400
     assert session.history == []  # a stopped answer is not remembered
     # the model is free again at once: a new question is answered
-    ws.config = AssistantConfig(model=ws.config.model, answer_tokens=8, context_window=1024, min_score=-1.0)
+    ws.settings = dataclasses.replace(ws.settings, assistant=dataclasses.replace(ws.config, answer_tokens=8))
     _, (messages, *_r) = drain(A.chat(ws, A.Session(), "warranty?"))
     assert "<details" in messages[-1]["content"]
 
@@ -107,9 +111,7 @@ def test_closing_a_stream_early_stops_the_generation_thread(ws: Workspace) -> No
 
 
 def test_errors_show_in_the_chat_and_the_chat_goes_on(ws: Workspace, tiny_config) -> None:
-    empty = Workspace(
-        tiny_config.__class__(**{**tiny_config.__dict__, "collection": "nothing"}), ws.config, ws.tune, ws.app
-    )
+    empty = Workspace(dataclasses.replace(ws.settings, ingest=dataclasses.replace(tiny_config, collection="nothing")))
     session = A.Session()
     _, (messages, *_r) = drain(A.chat(empty, session, "battery?"))
     assert messages[-1]["content"].startswith("⚠️ collection 'nothing' is empty")
@@ -215,7 +217,7 @@ def test_activated_adapter_answers_the_next_question_without_reloading(ws: Works
     assert ws.activate("tuned") == "tuned"
     tuned = reply("active")
     assert tuned != base and reply("tuned") == tuned
-    assert reply("base") == base  # the adapter is switched off, not unloaded
+    assert reply("none") == base  # the adapter is switched off, not unloaded
     assert ws.base_model()._weights is weights and len(weights.loaded) == 1
     assert ws.rollback() == "base model" and reply("active") == base
 
@@ -251,13 +253,13 @@ def test_adapters_tab_lists_activates_rolls_back_and_refuses_removing_the_active
     ws.activate("second")
     rows = A.adapter_rows(ws)
     assert {row[0] for row in rows} == {"first", "● second"}
-    assert A.adapter_choices(ws)[:2] == ["active", "base"]
+    assert [value for _label, value in A.adapter_choices(ws)[:2]] == ["active", "none"]
     with pytest.raises(Exception, match="active"):
         ws.remove_adapter("second")
     assert ws.rollback() == "first"
     ws.remove_adapter("second")
     assert [row[0] for row in A.adapter_rows(ws)] == ["● first"]
-    assert ws.activate("base") == "base model" and Registry(ws.home).active() is None
+    assert ws.activate("none") == "base model" and Registry(ws.home).active() is None
 
 
 def test_the_app_builds_without_serving(ws: Workspace) -> None:
@@ -269,19 +271,19 @@ def test_the_app_builds_without_serving(ws: Workspace) -> None:
 def test_training_runs_in_the_background_with_progress_cancel_resume_and_activate(
     ws: Workspace, tiny_lm: str, tiny_embedder: str
 ) -> None:
-    options = ["--set", f"model={tiny_lm}", "--set", f"embedding_model={tiny_embedder}"]
-    ws.tune = FinetuneConfig(tool_examples=0, closed_book=0.0, max_tokens=512, eval_questions=0)
-    ws.job.options = [*options, "--set", "tool_examples=0", "--set", "closed_book=0", "--set", "max_tokens=512"]
+    tune = FinetuneConfig(tool_examples=0, closed_book=0.0, max_tokens=512, eval_questions=0)
+    ws.settings = dataclasses.replace(ws.settings, finetune=tune)  # the one statement of the run's settings
     with pytest.raises(A.UserError, match="Build dataset first"):
         A.start_training(ws, "early", 1, 2, 1e-3, False)
     report = A.build_dataset(ws, True)
     assert "**Dataset**" in report and "train" in report
 
     # a long run, cancelled after its first steps, keeps a checkpoint and leaves the active adapter alone
-    settings = {"steps": 400, "eval_every": 2, "batch_size": 1, "grad_accum": 1, "eval_questions": 0}
-    ws.job.start("bg", settings)
+    settings = {"steps": 400, "eval_every": 2, "batch_size": 1, "grad_accum": 1}
+    ws.start_training("bg", **settings)
+    assert "steps = 400" in (ws.home / "jobs" / "bg.toml").read_text()  # the child reads exactly these settings
     with pytest.raises(AssistantError, match="still running"):
-        ws.job.start("other", settings)
+        ws.start_training("other", **settings)
     deadline = time.time() + 120
     while ws.job.status().step < 3 and time.time() < deadline:
         time.sleep(0.5)
@@ -293,7 +295,13 @@ def test_training_runs_in_the_background_with_progress_cancel_resume_and_activat
     status = ws.job.status()
     assert status.state == "cancelled" and "--resume bg" in status.message
     assert (ws.home / "runs" / "bg" / "checkpoint.pt").exists() and Registry(ws.home).list() == []
+    head, *_rest = A.training_view(ws)
+    assert f"cancelled at step {status.step} of 400, resumable" in head and "```" not in head
     assert A.cancel_training(ws) == "No training is running."
+    from assistant.app.finetune import clear_stale
+
+    assert clear_stale(ws, "Cancelling: the run saves a checkpoint first.") == ""  # the job ended: the notice goes
+    assert clear_stale(ws, "Active adapter: **x**.") == {"__type__": "update"}
     assert A.resume_training(ws) == "Resumed **bg**." and ws.job.status().running
     ws.job.cancel()
     ws.job.wait(60)
@@ -310,7 +318,7 @@ def test_training_runs_in_the_background_with_progress_cancel_resume_and_activat
     assert Registry(ws.home).active() == "short"
     with pytest.raises(AssistantError, match="exists"):
         A.start_training(ws, "short", 1, 2, 1e-3, False)
-    with pytest.raises(AssistantError, match="not usable"):
+    with pytest.raises(FinetuneError, match="may hold only letters"):
         A.start_training(ws, "../evil", 1, 2, 1e-3, False)
 
 
@@ -339,7 +347,7 @@ def test_the_served_app_answers_through_its_api_behind_a_login(ws: Workspace) ->
     from gradio_client import Client
 
     port = free_port()
-    ws.app = AppConfig(port=port, username="me", password="pw")
+    ws.settings = dataclasses.replace(ws.settings, app=AppConfig(port=port, username="me", password="pw"))
     app = A.launch(ws, block=False, quiet=True)
     try:
         url = f"http://127.0.0.1:{port}/"
@@ -351,7 +359,7 @@ def test_the_served_app_answers_through_its_api_behind_a_login(ws: Workspace) ->
         two = Client(url, auth=("me", "pw"), verbose=False)
         messages, status, box = one.predict("How much does the battery store?", "RAG", "active", api_name="/chat")
         assert "battery.txt" in _text(messages[-1]["content"]) and status.startswith("context") and box == ""
-        messages, _status, _box = two.predict("What does E116 mean?", "RAG", "base", api_name="/chat")
+        messages, _status, _box = two.predict("What does E116 mean?", "RAG", "none", api_name="/chat")
         assert [_text(m["content"]) for m in messages if m["role"] == "user"] == ["What does E116 mean?"]
         messages, _status, _box = one.predict("and the warranty?", "RAG", "active", api_name="/chat")
         assert [_text(m["content"]) for m in messages if m["role"] == "user"] == [
@@ -360,3 +368,221 @@ def test_the_served_app_answers_through_its_api_behind_a_login(ws: Workspace) ->
         ]
     finally:
         app.close()
+
+
+def test_failed_logins_are_slowed_down_and_a_right_one_resets_them() -> None:
+    import asyncio
+
+    check = A.slowed_login(("me", "pw"), base_delay=0.05, max_delay=0.2)
+
+    def timed(user: str, password: str) -> tuple[bool, float]:
+        started = time.perf_counter()
+        ok = asyncio.run(check(user, password))
+        return ok, time.perf_counter() - started
+
+    delays = [timed("me", f"guess{n}")[1] for n in range(4)]
+    assert delays[0] >= 0.05 and delays[2] >= 0.2 and delays[3] >= 0.2 and delays[1] >= 0.1
+    ok, took = timed("me", "pw")
+    assert ok and took < 0.05
+    assert timed("me", "wrong")[1] < 0.1, "a right password reset the count"
+
+
+def test_an_upload_refused_because_another_process_writes_leaves_nothing_behind(ws: Workspace, tmp_path: Path) -> None:
+    from ingest.errors import IngestError
+    from ingest.pipeline import _locked
+
+    doc = tmp_path / "late.txt"
+    doc.write_text("Late news about the battery.")
+    with _locked(ws.home), pytest.raises(IngestError):
+        ws.add_documents([Upload("late.txt", str(doc))])
+    assert not (ws.home / "uploads" / "late.txt").exists()
+
+
+# kept conversations, errors, progress, sources ------------------------------------------
+
+
+def test_conversations_are_kept_per_user_and_survive_a_restart(ws: Workspace) -> None:
+    ann = A.Session(user="ann")
+    drain(A.chat(ws, ann, "How much does the battery store?"))
+    drain(A.chat(ws, ann, "What does E116 mean?"))
+    assert ann.conversation is not None
+    # a new Workspace over the same home: what a server restart sees
+    again = Workspace(ws.settings)
+    reopened = A.last_session(again, "ann")
+    assert reopened.conversation == ann.conversation
+    assert [m["content"] for m in reopened.messages if m["role"] == "user"] == [
+        "How much does the battery store?",
+        "What does E116 mean?",
+    ]
+    assert reopened.messages[-1]["content"] == ann.messages[-1]["content"]  # the answer as shown, sources and all
+    assert reopened.history == ann.history and set(reopened.turns) == set(ann.turns)
+    assert A.conversation_choices(again, "ann") == [("How much does the battery store?", ann.conversation)]
+    # another login sees none of it, and cannot open it by id
+    assert A.conversation_choices(again, "bob") == [] and A.last_session(again, "bob").messages == []
+    with pytest.raises(AssistantError, match="no longer exists"):
+        A.open_conversation(again, "bob", ann.conversation)
+
+    # search, rename, export
+    bob = A.Session(user="bob")
+    drain(A.chat(ws, bob, "warranty?"))
+    assert A.conversation_choices(ws, "ann", "e116") == [("How much does the battery store?", ann.conversation)]
+    assert A.conversation_choices(ws, "ann", "warranty") == []
+    assert A.rename_conversation(ws, ann, "Battery questions") == "Renamed to **Battery questions**."
+    assert A.conversation_choices(ws, "ann") == [("Battery questions", ann.conversation)]
+    markdown = Path(A.export_conversation(ws, ann, "md")).read_text()
+    assert markdown.startswith("# Battery questions") and "**You:**\n\nWhat does E116 mean?" in markdown
+    exported = json.loads(Path(A.export_conversation(ws, ann, "json")).read_text())
+    assert [m["role"] for m in exported["messages"]] == ["user", "assistant"] * 2
+    assert exported["messages"][1]["data"]["turn"]["sources"]
+
+    # delete: gone for ann, bob's untouched; a new session starts empty
+    fresh = A.delete_conversation(ws, ann)
+    assert fresh.conversation is None and fresh.user == "ann" and A.conversation_choices(ws, "ann") == []
+    assert len(A.conversation_choices(ws, "bob")) == 1
+    with pytest.raises(A.UserError, match="ask a question first"):
+        A.rename_conversation(ws, fresh, "x")
+
+
+def test_regenerate_and_edit_replace_the_last_turn(ws: Workspace) -> None:
+    session = A.Session()
+    drain(A.chat(ws, session, "How much does the battery store?"))
+    drain(A.chat(ws, session, "What does E116 mean?"))
+    _, (messages, regenerated, _status, _box) = drain(A.regenerate(ws, session))
+    assert [m["content"] for m in messages if m["role"] == "user"] == [
+        "How much does the battery store?",
+        "What does E116 mean?",
+    ]
+    kept = ws.conversations.get("", session.conversation)
+    assert len(kept.messages) == 4 and kept.messages[2].content == "What does E116 mean?"
+    assert len(regenerated.history) == 4
+
+    messages, edited, status, box = A.edit_last(ws, regenerated)
+    assert box == "What does E116 mean?" and "Edit the question" in status
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert len(ws.conversations.get("", session.conversation).messages) == 2 and len(edited.history) == 2
+    with pytest.raises(A.UserError, match="no question to redo"):
+        A.edit_last(ws, A.Session())
+
+
+def test_a_too_long_question_is_refused_without_entering_the_chat(ws: Workspace) -> None:
+    ws.settings = dataclasses.replace(ws.settings, assistant=dataclasses.replace(ws.config, max_question_chars=100))
+    session = A.Session()
+    long = "battery " * 30
+    (messages, _session, status, box), *_rest = list(A.chat(ws, session, long))
+    assert messages == [] and "over the 100 limit" in status and box == long.strip()
+    assert session.conversation is None
+
+
+def test_a_handler_error_is_a_notice_in_its_own_tab_and_leaves_other_components_alone(
+    ws: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    from assistant.app.common import guard
+
+    handler = guard(A.activate, 0, 6)  # the Adapters tab's outputs: notice, table, picker, chat's model, line, confirm
+    with caplog.at_level("INFO", logger="ragtune.app"):
+        out = handler(ws, None)
+    assert out[0] == "⚠️ pick an adapter first"
+    assert all(o == {"__type__": "update"} for o in out[1:])  # gr.skip(): the Chat tab's dropdown is untouched
+    assert [r.exc_info for r in caplog.records] == [None] and "pick an adapter first" in caplog.text
+
+    streaming = guard(A.compare, 5, 6)
+    (answer_panes,) = list(streaming(ws, "  ", "none"))
+    assert answer_panes[5].startswith("⚠️ type a question") and all(
+        p == {"__type__": "update"} for p in answer_panes[:5]
+    )
+
+
+def test_an_adapter_that_scored_below_the_base_asks_before_activating(ws: Workspace, tiny_lm: str) -> None:
+    folder = trained_adapter(tiny_lm, ws.home, "worse")
+    meta = json.loads((folder / "adapter.json").read_text())
+    answers = {"questions": 20, "base/rag": {"em": 2.0, "f1": 5.9}, "adapter/rag": {"em": 0.0, "f1": 2.0}}
+    (folder / "adapter.json").write_text(json.dumps({**meta, "evaluation": {"answers": answers}}))
+    notice, *_rest, line, confirm = A.activate(ws, "worse")
+    assert "scored below the base model" in notice and "2.0 against 5.9" in notice and confirm["visible"]
+    assert Registry(ws.home).active() is None and line == "Active: **base model** (no adapter)"
+    notice, *_rest, line, confirm = A.activate(ws, "worse", True)
+    assert notice == "Active adapter: **worse**." and not confirm["visible"]
+    assert A.active_state(ws) == line == "Active: **worse** · RAG F1 base → tuned: 5.9 → 2.0"
+
+
+def test_sources_show_similarity_as_a_percentage_word_boundary_snippets_and_chips(ws: Workspace) -> None:
+    from assistant.app.common import chips, snippet, supporting
+
+    assert snippet("alpha beta gamma delta", 13) == "alpha beta …"
+    text = "The warranty lasts 5 years. Error E116 means the fan is blocked."
+    start, end = supporting(text, ["E116 means a blocked fan"])  # type: ignore[misc]
+    assert text[start:end] == "Error E116 means the fan is blocked."
+    row = "| E101 | Cell overvoltage. | Make sure the isolator is on."
+    start, end = supporting(row, ["Make sure the isolator is on"])  # type: ignore[misc]
+    assert row[start:end] == "Make sure the isolator is on."
+    assert chips("Yes [1], no [3].", 2) == 'Yes <a class="cite" href="#source-1">[1]</a>, no [3].'
+
+    _, (messages, *_r) = drain(A.chat(ws, A.Session(), "What does E116 mean?"))
+    shown = messages[-1]["content"]
+    assert '<details class="source source-1">' in shown and "% similar" in shown
+
+
+def test_example_questions_come_from_the_documents(ws: Workspace, tmp_path: Path) -> None:
+    guide = tmp_path / "guide.md"
+    guide.write_text("# Guide\n\n## Cleaning the vents\n\nUse a soft brush once a month.\n")
+    ws.add_documents([Upload("guide.md", str(guide))])
+    found = A.example_questions(ws)
+    assert "What does battery.txt say about “The Solstice battery stores 10 kWh”?" in found
+    assert "What does guide.md say about “Cleaning the vents”?" in found
+
+
+def test_uploads_report_progress_per_chunk_batch_and_recognise_duplicates(ws: Workspace, tmp_path: Path) -> None:
+    ws.settings = dataclasses.replace(ws.settings, ingest=dataclasses.replace(ws.ingest, batch_size=4))
+    seen: list[tuple[float, str]] = []
+    big = tmp_path / "manual.txt"
+    big.write_text("\n\n".join(f"Section {n}. The fan model F{n} runs at {n * 10} rpm." for n in range(120)))
+    rows, _summary, _docs = A.add_documents(ws, [str(big)], lambda fraction, desc="": seen.append((fraction, desc)))
+    assert rows[0][1] == "added"
+    assert seen[0][0] > 0 and seen[0][1].startswith("receiving 1 file")
+    batches = [s for s in seen if "embedded" in s[1]]
+    assert len(batches) >= 2 and batches[-1][1].endswith(f"embedded {rows[0][2]} of {rows[0][2]} chunks")
+    assert [f for f, _ in batches] == sorted(f for f, _ in batches)
+
+    copy = tmp_path / "copy-of-battery.txt"
+    copy.write_text(DOC)
+    rows, _summary, docs = A.add_documents(ws, [str(copy)])
+    assert rows == [["copy-of-battery.txt", "skipped", 0, "the same content is already ingested as battery.txt"]]
+    assert len(docs) == 2
+
+
+def test_remove_asks_first(ws: Workspace) -> None:
+    path = ws.documents()[0].path
+    assert "Remove **battery.txt**" in A.confirm_removal(ws, [path]) and len(ws.documents()) == 1
+    with pytest.raises(A.UserError, match="choose documents"):
+        A.confirm_removal(ws, [])
+
+
+def test_training_estimate_uses_the_dataset_and_this_machines_measured_speed(ws: Workspace) -> None:
+    assert "No dataset yet" in A.training_estimate(ws, 2, 0)
+    ws.settings = dataclasses.replace(
+        ws.settings, finetune=FinetuneConfig(tool_examples=0, closed_book=0.0, max_tokens=512, eval_questions=0)
+    )
+    A.build_dataset(ws, True)
+    report = json.loads((ws.dataset_folder() / "report.json").read_text())
+    examples, tokens = report["splits"]["train"], report["tokens"]["train"]
+    estimate = A.training_estimate(ws, 2, 0)
+    assert f"{examples:,} examples × 2 epochs, about {2 * tokens:,} tokens" in estimate
+    assert "No run has been measured" in estimate
+    run = ws.home / "runs" / "earlier"
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "total_steps": 9, "loss": 2.0, "tokens_per_s": 0.01}))
+    slow = A.training_estimate(ws, 2, 0)
+    assert "0 tokens/s (measured here)" in slow and "⚠️ Over an hour" in slow
+    assert "steps ×" in A.training_estimate(ws, 2, 3)
+
+
+def test_the_loss_frame_has_integer_steps_in_order_with_validation_points() -> None:
+    rows = [
+        {"step": 2, "loss": 1.5, "total_steps": 4},
+        {"step": 1, "loss": 2.0, "total_steps": 4},
+        {"step": 2, "val_loss": 1.7},
+    ]
+    frame = A.loss_frame(rows)
+    assert str(frame["step"].dtype) == "int64"
+    assert frame.values.tolist() == [[1, 2.0, "train"], [2, 1.5, "train"], [2, 1.7, "validation"]]
+    assert len(A.loss_frame(rows[:1])) == 1

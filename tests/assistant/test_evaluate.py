@@ -86,6 +86,7 @@ def test_retrieval_eval_scores_ours_and_the_baseline(tmp_path: Path, tiny_config
 
 
 def test_answers_eval_runs_every_arm_with_and_without_an_adapter(tmp_path: Path, tiny_config, tiny_lm: str) -> None:
+    from assistant.backends import load_model
     from assistant.config import AssistantConfig
     from assistant.evaluate import evaluate_answers
 
@@ -93,9 +94,9 @@ def test_answers_eval_runs_every_arm_with_and_without_an_adapter(tmp_path: Path,
     jsonl = tmp_path / "qa.jsonl"
     jsonl.write_text("\n".join(json.dumps(r) for r in ROWS))
     config = AssistantConfig(model=tiny_lm, context_window=512, answer_tokens=8, k=2, candidates=3, min_score=-1.0)
-    result = evaluate_answers(
-        load_dataset(jsonl), tiny_config, config, ["closed-book", "rag", "oracle"], str(adapter), answer_tokens=4
-    )
+    model = load_model(config, tiny_config.home_path, "")
+    arms = ["closed-book", "rag", "oracle"]
+    result = evaluate_answers(load_dataset(jsonl), tiny_config, config, model, arms, str(adapter), answer_tokens=4)
     assert result["questions"] == 3
     assert set(result["arms"]) == {f"{v}/{a}" for v in ("base", "adapter") for a in ("closed-book", "rag", "oracle")}
     for row in result["arms"].values():

@@ -17,16 +17,16 @@ import openai
 import pytest
 
 from assistant.agent import run_agent
-from assistant.config import AppConfig, AssistantConfig
+from assistant.api import Serving, create_api
+from assistant.config import AssistantConfig
 from assistant.errors import AssistantError
 from assistant.events import Answer, ToolCall, ToolResult
 from assistant.model import LocalModel
 from assistant.openai_model import OpenAIModel
-from assistant.server import Serving, create_api
-from assistant.tools import Registry, tool
+from assistant.settings import Settings
+from assistant.tools import ToolRegistry, tool
 from assistant.workspace import Workspace
 from finetune.adapters import Registry as Adapters
-from finetune.config import FinetuneConfig
 from ingest import IngestConfig, ingest
 from tests.conftest import ScriptedModel, free_port, trained_adapter
 
@@ -57,7 +57,7 @@ def _config(tiny_lm: str, **changes: object) -> AssistantConfig:
 @pytest.fixture
 def served(home_docs: IngestConfig, tiny_lm: str) -> Iterator[tuple[str, Workspace]]:
     trained_adapter(tiny_lm, home_docs.home_path, "memo")
-    ws = Workspace(home_docs, _config(tiny_lm), FinetuneConfig(), AppConfig())
+    ws = Workspace(Settings(ingest=home_docs, assistant=_config(tiny_lm)))
     running = Serving(create_api(ws, KEY, runtime_lora=True)).start()
     try:
         yield running.url, ws
@@ -191,7 +191,7 @@ def calculator(expression: str) -> str:
 @pytest.fixture
 def scripted_server(home_docs: IngestConfig, tiny_lm: str) -> Iterator[tuple[str, ScriptedModel]]:
     model = ScriptedModel(context_window=4096)
-    ws = Workspace(home_docs, _config(tiny_lm), FinetuneConfig(), AppConfig(), model=model)
+    ws = Workspace(Settings(ingest=home_docs, assistant=_config(tiny_lm)), model=model)
     running = Serving(create_api(ws, KEY)).start()
     try:
         yield running.url, model
@@ -257,7 +257,7 @@ def test_the_agent_on_the_openai_backend_calls_tools_through_the_server(
         _config(tiny_lm, backend="openai", base_url=url, api_key=KEY, served_model="base", context_window=4096),
         tmp_path,
     )
-    events = list(run_agent("What is 6 times 7?", remote, Registry([calculator]), answer_tokens=64))
+    events = list(run_agent("What is 6 times 7?", remote, ToolRegistry([calculator]), answer_tokens=64))
     calls = [e for e in events if isinstance(e, ToolCall)]
     results = [e for e in events if isinstance(e, ToolResult)]
     answer = events[-1]
@@ -273,14 +273,16 @@ def test_the_agent_on_the_openai_backend_calls_tools_through_the_server(
 def test_synthetic_questions_come_from_the_openai_backend(
     scripted_server: tuple[str, ScriptedModel], home_docs: IngestConfig, tiny_lm: str
 ) -> None:
-    from assistant.tuning import _generator
+    from assistant.backends import load_model
+    from assistant.model import complete
     from finetune.synth import LLM_PROMPT, Chunk, llm_questions
 
     url, served_model = scripted_server
     served_model.enqueue("Q: How many cells does the pack hold?\nA: 48 cells")
     config = _config(tiny_lm, backend="openai", base_url=url, api_key=KEY, served_model="base")
     chunk = Chunk("c1", DOCS["battery.md"], {"source": "battery.md"})
-    pairs = llm_questions(chunk, 1, _generator(home_docs, config))
+    remote = load_model(config, home_docs.home_path, "")
+    pairs = llm_questions(chunk, 1, lambda messages: complete(remote, messages, max_new_tokens=160))
     assert [(p.question, p.answer) for p in pairs] == [("How many cells does the pack hold?", "48 cells")]
     assert served_model.prompts[0][-1]["content"] == LLM_PROMPT.format(count=1, text=chunk.text)
 
@@ -308,6 +310,7 @@ def test_the_openai_backend_answers_as_the_local_model(
 
 
 def test_evaluations_run_on_the_openai_backend(served: tuple[str, Workspace], tiny_lm: str) -> None:
+    from assistant.backends import load_model
     from assistant.evaluate import Dataset, Question, evaluate_answers
 
     url, ws = served
@@ -317,9 +320,14 @@ def test_evaluations_run_on_the_openai_backend(served: tuple[str, Workspace], ti
         [Question("q1", "How many cells?", ("48",), "battery.md", ((text.index("48"), text.index("48") + 2),), text)],
         {"battery.md": text},
     )
-    local = evaluate_answers(dataset, ws.ingest, _config(tiny_lm), ["closed_book", "oracle"], answer_tokens=8)
+    local_config = _config(tiny_lm)
+    local_model = load_model(local_config, ws.home, "")
+    local = evaluate_answers(dataset, ws.ingest, local_config, local_model, ["closed_book", "oracle"], answer_tokens=8)
     remote_config = _config(tiny_lm, backend="openai", base_url=url, api_key=KEY, served_model="base")
-    remote = evaluate_answers(dataset, ws.ingest, remote_config, ["closed_book", "oracle"], answer_tokens=8)
+    remote_model = load_model(remote_config, ws.home, "")
+    remote = evaluate_answers(
+        dataset, ws.ingest, remote_config, remote_model, ["closed_book", "oracle"], answer_tokens=8
+    )
     for arm in ("closed_book", "oracle"):
         assert remote["arms"][f"base/{arm}"]["f1"] == local["arms"][f"base/{arm}"]["f1"]
 
@@ -350,7 +358,7 @@ def test_activate_loads_the_adapter_into_the_server_first(
     served: tuple[str, Workspace], tiny_lm: str, tmp_path: Path
 ) -> None:
     """A second data home whose adapter the server has never seen: activation loads it through the runtime endpoint."""
-    from assistant.tuning import activate_adapter
+    from assistant.training import activate_adapter
 
     url, _ws = served
     home = tmp_path / "client-home"
@@ -372,9 +380,9 @@ def test_activate_loads_the_adapter_into_the_server_first(
 def test_activate_against_a_server_without_runtime_loading(
     home_docs: IngestConfig, tiny_lm: str, tmp_path: Path
 ) -> None:
-    from assistant.tuning import activate_adapter
+    from assistant.training import activate_adapter
 
-    ws = Workspace(home_docs, _config(tiny_lm), FinetuneConfig(), AppConfig())
+    ws = Workspace(Settings(ingest=home_docs, assistant=_config(tiny_lm)))
     running = Serving(create_api(ws)).start()
     try:
         home = tmp_path / "client-home"
@@ -466,3 +474,76 @@ def test_a_busy_port_is_a_one_line_error(tiny_lm: str, capsys: pytest.CaptureFix
         assert main(["serve", "--port", str(port), "--set", f"model={tiny_lm}"]) != 0
     error = capsys.readouterr().err.strip()
     assert f"cannot serve on 127.0.0.1:{port}" in error and "pick another --port" in error and "\n" not in error
+
+
+def test_the_apis_own_key_is_never_sent_upstream(served: tuple[str, Workspace], tiny_lm: str) -> None:
+    """``serve.api_key`` guards this server; only ``assistant.api_key`` goes to the model server behind it."""
+    from assistant.cli import build_parser
+    from assistant.cli.options import settings
+
+    url, _ws = served
+    common = ["serve", "--set", f"model={tiny_lm}", "--set", "backend=openai", "--set", f"base_url={url}"]
+    common += ["--set", "served_model=base"]
+    with pytest.raises(AssistantError, match="several sections"):
+        settings(build_parser().parse_args([*common, "--set", f"api_key={KEY}"]))
+    own_key_only = settings(build_parser().parse_args([*common, "--set", f"serve.api_key={KEY}"]))
+    assert own_key_only.serve.key() == KEY and own_key_only.assistant.api_key == ""
+    hello = [{"role": "user", "content": "hi"}]
+    with pytest.raises(AssistantError, match="key"):
+        "".join(Workspace(own_key_only).base_model().stream(hello, max_new_tokens=2))
+    both = settings(
+        build_parser().parse_args([*common, "--set", "serve.api_key=S", "--set", f"assistant.api_key={KEY}"])
+    )
+    assert "".join(Workspace(both).base_model().stream(hello, max_new_tokens=2)) is not None
+
+
+def test_a_cli_ingest_into_the_same_home_is_answered_from_by_the_api_and_the_app(
+    served: tuple[str, Workspace], tiny_config: IngestConfig, tmp_path: Path
+) -> None:
+    """Another process writes to the store while this one serves: the next question sees the new document."""
+    from tests.conftest import run_ragtune
+
+    url, ws = served
+    question = [{"role": "user", "content": "What is the zebra code?"}]
+    before = client(url).chat.completions.create(model="base:rag", messages=question, max_tokens=4)
+    assert "zebra.md" not in {Path(s["source"]).name for s in before.ragtune["sources"]}  # type: ignore[attr-defined]
+    new = tmp_path / "later"
+    new.mkdir()
+    (new / "zebra.md").write_text("# Zebra\n\nThe zebra code is ZX-41. Zebras graze at dawn.\n")
+    common = ["--home", tiny_config.home, "--set", f"embedding_model={tiny_config.embedding_model}"]
+    common += [
+        "--set",
+        f"chunk_tokens={tiny_config.chunk_tokens}",
+        "--set",
+        f"chunk_overlap={tiny_config.chunk_overlap}",
+    ]
+    done = run_ragtune("ingest", str(new), *common)
+    assert done.returncode == 0, done.stderr
+    after = client(url).chat.completions.create(model="base:rag", messages=question, max_tokens=4)
+    sources = {Path(s["source"]).name for s in after.ragtune["sources"]}  # type: ignore[attr-defined]
+    assert "zebra.md" in sources, sources
+    answer = [e for e in ws.respond("What is the zebra code?", adapter="none") if isinstance(e, Answer)][-1]
+    assert "zebra.md" in {Path(h.source).name for h in answer.sources}
+    (new / "zebra.md").write_text("# Zebra\n\nThe zebra code changed to ZX-99.\n")  # a second outside write
+    assert run_ragtune("ingest", str(new), *common).returncode == 0
+    again = [e for e in ws.respond("What is the zebra code?", adapter="none") if isinstance(e, Answer)][-1]
+    assert any("ZX-99" in h.text for h in again.sources) and not any("ZX-41" in h.text for h in again.sources)
+
+
+def test_oversized_requests_and_names_are_refused_before_any_work(served: tuple[str, Workspace]) -> None:
+    url, _ws = served
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    huge = json.dumps({"model": "base", "messages": [{"role": "user", "content": "x" * (5 * 2**20)}]})
+    started = time.perf_counter()
+    refused = httpx.post(f"{url}/chat/completions", content=huge, headers=headers, timeout=30)
+    assert refused.status_code == 413 and refused.json()["error"]["code"] == "request_too_large"
+    assert time.perf_counter() - started < 5
+    long = json.dumps({"model": "base", "messages": [{"role": "user", "content": "word " * 200_000}]})
+    too_long = httpx.post(f"{url}/chat/completions", content=long, headers=headers, timeout=30)
+    assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"
+    rag = json.dumps({"model": "base:rag", "messages": [{"role": "user", "content": "why? " * 5000}]})
+    question = httpx.post(f"{url}/chat/completions", content=rag, headers=headers, timeout=30)
+    assert question.status_code == 400 and "over the 8,000 limit" in question.json()["error"]["message"]
+    name = json.dumps({"model": "m" * 5000, "messages": [{"role": "user", "content": "hi"}]})
+    unknown = httpx.post(f"{url}/chat/completions", content=name, headers=headers, timeout=30)
+    assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "model"

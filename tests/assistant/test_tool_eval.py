@@ -73,7 +73,7 @@ def test_date_placeholders_are_filled_in() -> None:
 
 
 def test_scores_count_what_the_model_did(scripted) -> None:
-    from assistant.tools import Registry, calculator, current_datetime
+    from assistant.tools import ToolRegistry, calculator, current_datetime
 
     cases = [
         ToolCase("a", "arithmetic", "What is 17 times 23?", "calculator", {"expression": {"value": 391}}, ("391",)),
@@ -90,7 +90,7 @@ def test_scores_count_what_the_model_did(scripted) -> None:
         "I do not know.",
         "Paris.",
     )
-    result = score_cases(cases, scripted, Registry([calculator, current_datetime]), max_steps=1)
+    result = score_cases(cases, scripted, ToolRegistry([calculator, current_datetime]), max_steps=1)
     assert [r["called"] for r in result["cases"]] == ["calculator", "calculator", "clock", None]
     assert result["calls_attempted"] == 3 and result["valid_call_rate"] == 66.7  # the unknown tool is invalid
     assert result["call_rate"] == 100.0

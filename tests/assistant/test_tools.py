@@ -14,9 +14,9 @@ import pytest
 from assistant.calculator import evaluate
 from assistant.errors import AssistantError
 from assistant.tools import (
-    Registry,
     Tool,
     ToolError,
+    ToolRegistry,
     build_registry,
     calculator,
     check_arguments,
@@ -257,7 +257,7 @@ def test_execute_turns_exceptions_and_timeouts_into_errors() -> None:
 
 
 def test_registry_refuses_duplicates_and_non_tools() -> None:
-    registry = Registry([calculator])
+    registry = ToolRegistry([calculator])
     with pytest.raises(AssistantError, match="two tools are named 'calculator'"):
         registry.add(calculator)
     with pytest.raises(AssistantError, match="is not a tool"):
@@ -354,3 +354,11 @@ def test_document_tools_on_an_empty_home_say_what_to_do(tiny_config) -> None:
     outcome = execute(registry.get("search_documents"), {"query": "warranty"}, timeout=30)
     assert outcome.error == "collection 'documents' is empty: add documents first with `ragtune ingest PATH`"
     assert registry.get("list_documents")() == "No documents have been ingested."
+
+
+def test_a_strange_timezone_is_a_plain_error_that_reveals_no_path() -> None:
+    for name in ("x" * 10_000, "../../etc/passwd", "Mars/Olympus"):
+        with pytest.raises(ToolError, match="unknown timezone") as refused:
+            current_datetime(timezone=name)
+        assert "zoneinfo" not in str(refused.value) and "site-packages" not in str(refused.value)
+        assert len(str(refused.value)) < 200

@@ -71,7 +71,10 @@ def corpus(tiny_config, tiny_lm):
 
 
 def test_a_dataset_from_the_index_and_the_users_examples(corpus, tmp_path: Path) -> None:
-    from assistant.tuning import training_formats
+    from assistant.retrieval import Retriever
+    from assistant.settings import Settings
+    from assistant.tools import build_registry
+    from assistant.training import training_formats
     from finetune.config import FinetuneConfig
     from finetune.data import build_dataset, question_of
     from finetune.synth import load_chunks
@@ -82,7 +85,9 @@ def test_a_dataset_from_the_index_and_the_users_examples(corpus, tmp_path: Path)
     mine.write_text(json.dumps(good) + "\n{broken\n" + json.dumps({"messages": []}) + "\n")
     tune = FinetuneConfig(examples=(str(mine),), tool_examples=30, max_tokens=2000, test_share=0.2)
     out = tmp_path / "ds"
-    report = build_dataset(tune, ingest_config, config.model, training_formats(ingest_config, config), out)
+    registry = build_registry(ingest_config, lambda: Retriever.from_config(ingest_config, config), ())
+    formats = training_formats(Settings(ingest=ingest_config, assistant=config), registry)
+    report = build_dataset(tune, ingest_config, config.model, formats, out)
 
     assert report["sources"]["user"] == 1 and report["problems"][0].startswith("mine.jsonl:2: not valid JSON")
     assert report["problems"][1].startswith("mine.jsonl:3:")
@@ -117,7 +122,7 @@ def test_a_dataset_from_the_index_and_the_users_examples(corpus, tmp_path: Path)
 
 def test_the_cli_builds_trains_activates_and_a_killed_run_changes_nothing(corpus, tiny_embedder, tiny_lm) -> None:
     common = ["--set", f"embedding_model={tiny_embedder}", "--set", f"model={tiny_lm}", "--set", "chunk_tokens=48"]
-    common += ["--set", "chunk_overlap=8", "--set", "device=cpu"]
+    common += ["--set", "chunk_overlap=8", "--set", "ingest.device=cpu", "--set", "assistant.device=cpu"]
     small = ["--set", "tool_examples=10", "--set", "questions_per_chunk=1", "--set", "eval_every=2"]
     build = run_ragtune("dataset", "build", *common, *small)
     assert build.returncode == 0, build.stderr

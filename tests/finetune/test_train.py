@@ -140,8 +140,8 @@ def test_loss_falls_on_a_memorisation_set_and_the_adapter_round_trips(tiny_lm: s
     assert Registry(home).active() is None  # training never activates on its own
 
     # the assistant's default adapter setting ("active") follows the registry
+    from assistant.backends import load_model
     from assistant.config import AssistantConfig
-    from assistant.model import load_model
 
     config = AssistantConfig(model=tiny_lm, device="cpu")
     assert load_model(config, home).adapter == ""
@@ -230,7 +230,16 @@ def test_two_processes_train_one_adapter(tiny_lm: str, tmp_path: Path) -> None:
     dataset = memorisation(tmp_path / "ds")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
     command += ["-m", "assistant", "finetune", "--name", "ddp", "--dataset", str(dataset), "--no-eval"]
-    command += ["--set", f"model={tiny_lm}", "--set", "batch_size=2", "--set", "epochs=2", "--set", "device=cpu"]
+    command += [
+        "--set",
+        f"model={tiny_lm}",
+        "--set",
+        "finetune.batch_size=2",
+        "--set",
+        "epochs=2",
+        "--set",
+        "finetune.device=cpu",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("adapter ddp: completed after 6 steps") == 1  # 12 examples, 2 per batch, 2 processes

@@ -61,3 +61,33 @@ def test_overlap_repeats_text_between_neighbours(minilm_tokenizer) -> None:
 def test_chunk_size_above_model_limit_is_a_config_error(minilm_tokenizer) -> None:
     with pytest.raises(IngestError, match="chunk_tokens=512 exceeds the embedder's limit of 254"):
         Chunker(minilm_tokenizer, chunk_tokens=512, overlap=0, max_tokens=254)
+
+
+def test_table_rows_stay_whole_and_later_parts_carry_the_header(minilm_tokenizer) -> None:
+    header = "| Segment | Net sales 2022 | Net sales 2021 |\n| --- | --- | --- |"
+    rows = [f"| Business unit number {i} of the group | {1000 + i:,} | {900 + i:,} |" for i in range(60)]
+    table = "\n".join([header, *rows])
+    chunker = Chunker(minilm_tokenizer, chunk_tokens=100, overlap=0, max_tokens=254)
+    extracted, chunks = chunker.split([Section("Results by segment.\n" + table + "\nAll figures in millions.")])
+    assert len(chunks) >= 4
+    lines = set(rows)
+    for chunk in chunks:
+        assert chunk.text == extracted[chunk.start : chunk.end]
+        inner = [line for line in chunk.text.splitlines() if line.startswith("|")]
+        assert all(line in lines or line in header for line in inner), chunk.text  # no row cut
+    assert chunks[0].header == ""  # the first part holds the header itself
+    for chunk in chunks[1:]:
+        if chunk.text.startswith("| Business"):
+            assert chunk.header == header
+            embedded = chunker.embedded_text(chunk, "Annual report\nResults")
+            assert embedded == f"Annual report\nResults\n{header}\n{chunk.text}"
+
+
+def test_embedded_context_is_cut_never_the_text(minilm_tokenizer) -> None:
+    chunker = Chunker(minilm_tokenizer, chunk_tokens=254, overlap=0, max_tokens=254)
+    _, chunks = chunker.split([Section(PROSE)])
+    full = max(chunks, key=lambda c: c.tokens)
+    embedded = chunker.embedded_text(full, "A long title " * 50)
+    assert embedded.endswith(full.text)
+    assert chunker.count(embedded) <= 254
+    assert chunker.embedded_text(full, "") == full.text

@@ -72,9 +72,9 @@ def test_cli_reads_config_from_the_data_home(tmp_path: Path) -> None:
 def test_cli_nothing_ingestible_exits_1(tmp_path: Path, tiny_embedder: str) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "a.xlsx").write_bytes(b"PK")
+    (docs / "a.xls").write_bytes(b"PK")
     (docs / "b.txt").write_bytes(b"")
     result = run_ragtune("ingest", str(docs), "--embedding-model", tiny_embedder)
     assert result.returncode == 1
-    assert "skipped   " in result.stdout and "unsupported type .xlsx" in result.stdout
+    assert "skipped   " in result.stdout and "unsupported type .xls" in result.stdout
     assert "nothing could be ingested" in result.stderr

@@ -122,3 +122,45 @@ def test_killed_prune_then_rerun_equals_clean_run(tmp_path: Path, crash_config: 
     _kill_at(crash_config, corpus, "removal journalled", "--prune", occurrence=1)
     ingest([corpus], crash_config, prune=True, progress=False)
     _assert_consistent(crash_config, _clean_state(tmp_path, crash_config, corpus))
+
+
+def _big_file(folder: Path, version: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    words = " ".join(f"Version {version} sentence {n} is about pump number {n}." for n in range(300))
+    (folder / "big.txt").write_text(words)
+    return folder
+
+
+def test_killed_inside_a_large_file_resumes_where_it_stopped(
+    tmp_path: Path, crash_config: IngestConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ingest.manifest import Manifest
+
+    corpus = _big_file(tmp_path / "docs", version=1)
+    _kill_at(crash_config, corpus, "upserted", occurrence=3)  # after two parts are committed
+    manifest = Manifest(crash_config.home_path / "manifest.sqlite")
+    part = manifest.partial(crash_config.collection, str((corpus / "big.txt").resolve()))
+    manifest.close()
+    # two parts or more (the process runs on a moment after the line that triggers the kill)
+    assert part is not None and len(part[2]) >= 2 * crash_config.group_chunks
+    assert len(part[2]) % crash_config.group_chunks == 0
+    with caplog.at_level("INFO", logger="ragtune.ingest"):
+        report = ingest([corpus], crash_config, progress=False)
+    assert f"resuming, {len(part[2])} of" in caplog.text
+    assert report.files[0].status == "added"
+    _assert_consistent(crash_config, _clean_state(tmp_path, crash_config, corpus))
+
+
+def test_killed_inside_a_large_update_keeps_the_previous_version(tmp_path: Path, crash_config: IngestConfig) -> None:
+    corpus = _big_file(tmp_path / "docs", version=1)
+    ingest([corpus], crash_config, progress=False)
+    before = _state(crash_config)
+    _big_file(corpus, version=2)
+    _kill_at(crash_config, corpus, "manifest committed", occurrence=2)  # two parts of version 2 stored
+    during = _state(crash_config)
+    assert set(before) < set(during)  # version 1 whole, beside the stored parts of version 2
+    ingest([], crash_config, progress=False)  # a run that does not read the file drops its unfinished version
+    assert _state(crash_config) == before
+    _kill_at(crash_config, corpus, "manifest committed", occurrence=2)
+    ingest([corpus], crash_config, progress=False)  # continues version 2, then retires version 1
+    _assert_consistent(crash_config, _clean_state(tmp_path, crash_config, corpus))

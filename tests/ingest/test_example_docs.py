@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,14 +16,13 @@ KNOWN_BAD = {
     "pdf/password.pdf": ("failed", "password-protected PDF"),
     "empty.txt": ("skipped", "empty file"),
     "fake-text-all-whitespace.txt": ("skipped", "no text found"),
-    "pdf/loremipsum-flat.pdf": ("skipped", "no text found"),
     "picture.pptx": ("skipped", "no text found"),
-    "password_protected.xlsx": ("skipped", "unsupported type .xlsx"),
-    "fake.doc": ("skipped", "unsupported type .doc; save it as .docx"),
-    "fake-doc.rtf": ("skipped", "unsupported type .rtf"),
-    "fake.odt": ("skipped", "unsupported type .odt"),
+    "password_protected.xlsx": ("failed", "password-protected"),
+    "empty.xlsx": ("skipped", "no text found"),
     "README.org": ("skipped", "unsupported type .org"),
 }
+if shutil.which("catdoc") is None:
+    KNOWN_BAD["fake.doc"] = ("skipped", "legacy .doc needs catdoc (apt-get install catdoc), or save it as .docx")
 # Hard cases that must come through with text.
 MUST_INGEST = [
     "pdf/copy-protected.pdf",  # encrypted with an empty user password
@@ -37,7 +37,17 @@ MUST_INGEST = [
     "winter-sports.epub",
     "stanley-cups-utf-16.csv",
     "handbook-872p.docx",
+    "pdf/loremipsum-flat.pdf",  # image-only: read by OCR
+    "stanley-cups.xlsx",
+    "vodafone.xlsx",
+    "2023-half-year-analyses-by-segment.xlsx",
+    "fake.odt",
+    "simple.odt",
+    "fake-doc.rtf",
+    "language-docs/eng_spa_mult.rtf",
+    "language-docs/eng_spa_mult.doc",  # a .docx under a .doc name
 ]
+NEWLY_SUPPORTED = (".xlsx", ".odt", ".rtf", ".eml", ".doc")
 
 
 @pytest.mark.slow
@@ -55,6 +65,10 @@ def test_every_example_doc_is_ingested_or_reported(tiny_embedder: str, _isolated
         assert by_path[name].status == status and reason in by_path[name].reason, by_path[name]
     for name in MUST_INGEST:
         assert by_path[name].status == "added" and by_path[name].chunks > 0, by_path[name]
+    for name, f in by_path.items():
+        if name.endswith(NEWLY_SUPPORTED):
+            assert "unsupported" not in f.reason, f
+    assert report.ocr_pages >= 1
     assert report.count("failed") <= 2, [f for f in report.files if f.status == "failed"]
 
     collection = open_collection(open_client(config.home_path), config.collection, tiny_embedder, create=False)

@@ -36,10 +36,13 @@ def test_markdown_headings_become_section_paths() -> None:
     assert "# not a heading" in sections[2].text
 
 
-def test_pdf_pages_are_numbered() -> None:
+def test_pdf_pages_are_numbered_and_headings_become_section_paths() -> None:
     sections = load_file(SAMPLE / "warranty.pdf", 64 * MB)
-    assert [s.page for s in sections] == list(range(1, len(sections) + 1))
-    assert len(sections) >= 2
+    pages = [s.page for s in sections]
+    assert pages == sorted(pages) and set(pages) == {1, 2, 3}
+    assert [s.section for s in sections if s.text.startswith("2. What")] == ["2. What the warranty does not cover"]
+    # a heading carries over to the top of the next page
+    assert next(s.section for s in sections if s.page == 3) == "2. What the warranty does not cover"
 
 
 def test_pptx_slides_are_pages_with_titles() -> None:
@@ -93,7 +96,8 @@ def test_pdf_with_password_is_reported(tmp_path: Path) -> None:
     [
         ("empty.txt", b"", "empty file", False),
         ("blank.md", b"  \n\t\n", "no text found", False),
-        ("sheet.xlsx", b"PK\x03\x04", "unsupported type .xlsx; export its sheets as .csv", False),
+        ("sheet.xls", b"\xd0\xcf\x11\xe0", "unsupported type .xls; save it as .xlsx", False),
+        ("sheet.xlsx", b"PK\x03\x04", "corrupt .xlsx", True),
         ("noext", b"hello", "unsupported type (no extension)", False),
         ("binary.txt", bytes(range(256)) * 40, "binary content", True),
         ("broken.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog >>\ngarbage", "corrupt", True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -20,7 +21,7 @@ def _corpus(folder: Path) -> Path:
     (folder / "sub").mkdir(exist_ok=True)
     (folder / "sub" / "faq.html").write_text("<h1>FAQ</h1><p>Does it work in the cold? Yes, down to minus ten.</p>")
     (folder / "sub" / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
-    (folder / "sub" / "table.xlsx").write_bytes(b"PK")
+    (folder / "sub" / "table.xls").write_bytes(b"PK")
     (folder / ".hidden.txt").write_text("never ingested")
     return folder
 
@@ -42,10 +43,10 @@ def test_first_ingest_reports_every_file(tmp_path: Path, tiny_config: IngestConf
     corpus = _corpus(tmp_path / "docs")
     report = ingest([corpus], tiny_config, progress=False)
     by_name = {Path(f.path).name: f for f in report.files}
-    assert set(by_name) == {"guide.md", "notes.txt", "faq.html", "broken.pdf", "table.xlsx"}
+    assert set(by_name) == {"guide.md", "notes.txt", "faq.html", "broken.pdf", "table.xls"}
     assert by_name["guide.md"].status == "added" and by_name["guide.md"].chunks > 3
     assert by_name["broken.pdf"].status == "failed" and "corrupt" in by_name["broken.pdf"].reason
-    assert by_name["table.xlsx"].status == "skipped"
+    assert by_name["table.xls"].status == "skipped"
     state = _state(tiny_config)
     assert len(state) == report.chunks_added == _manifest_ids(tiny_config).__len__()
     assert set(state) == _manifest_ids(tiny_config)
@@ -159,3 +160,24 @@ def test_a_wiped_store_is_noticed_and_refilled(tmp_path: Path, tiny_config: Inge
     again = ingest([corpus], tiny_config, progress=False)
     assert again.count("added") == first.count("added") == 3
     assert set(_state(tiny_config)) == _manifest_ids(tiny_config)
+
+
+def test_ingest_works_in_a_process_with_over_1024_open_files(tiny_config, tmp_path: Path) -> None:
+    """The parser process is waited on with poll(): select() cannot watch descriptors past 1023."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1400:
+        pytest.skip(f"this machine allows only {hard} open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1400), hard))
+    held = [open(os.devnull) for _ in range(1100)]  # noqa: SIM115
+    try:
+        docs = tmp_path / "docs"
+        docs.mkdir()
+        (docs / "a.txt").write_text("The battery stores ten kilowatt hours.")
+        report = ingest([docs], tiny_config, progress=False)
+        assert report.count("added") == 1, report.files
+    finally:
+        for handle in held:
+            handle.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -38,14 +38,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from assistant.agent import _Run, arguments_object, parse_tool_calls, tool_prompt
+from assistant.agent import AgentRun
 from assistant.errors import AssistantError
 from assistant.events import Answer, Token, ToolCall, ToolResult
+from assistant.prompt import check_question
+from assistant.toolcalls import arguments_object, parse_tool_calls, tool_prompt
+from assistant.tools import ToolRegistry
 from assistant.workspace import Workspace
+from finetune.adapters import Registry
+from finetune.errors import FinetuneError
+from ingest.errors import IngestError
 
 log = logging.getLogger("ragtune.serve")
 
 MODES = ("", "rag", "agent")
+MAX_CHARS_PER_TOKEN = 64  # no tokenizer packs more characters into one token: longer prompts cannot fit
+MAX_MODEL_NAME = 200
 KEYWORDS = ("base", "active")
 
 
@@ -188,9 +196,10 @@ class Api:
         Raises:
             ApiError: 404 when no such model is served.
         """
-        from finetune.adapters import Registry
-        from finetune.errors import FinetuneError
-
+        if len(model) > MAX_MODEL_NAME:
+            raise ApiError(
+                404, f"the model name is {len(model):,} characters long: GET /v1/models lists the models", param="model"
+            )
         name, _, mode = model.partition(":")
         missing = ApiError(
             404,
@@ -256,14 +265,11 @@ class Api:
     def _ragtune(
         self, mode: str, model: Any, messages: list[dict[str, Any]], config: Any
     ) -> Generator[Token, None, Reply]:
-        from assistant.agent import respond
-        from assistant.prompt import check_question
-
         if messages[-1]["role"] != "user":
             raise ApiError(400, f":{mode} models answer the last message, which must be the user's", param="messages")
         question = messages[-1]["content"]
         try:
-            check_question(question)
+            check_question(question, config.max_question_chars)
         except AssistantError as e:
             raise ApiError(400, str(e), param="messages") from None
         history = [
@@ -271,10 +277,14 @@ class Api:
             for m in messages[:-1]
             if m["role"] in ("user", "assistant") and m["content"]
         ]
-        if mode == "agent":
-            events = respond(question, model, config, registry=self.ws.registry(), history=history)
-        else:
-            events = respond(question, model, config, retriever=self.ws.retriever(), history=history)
+        events = self.ws.respond(
+            question,
+            mode=mode,
+            model=model,
+            history=history,
+            answer_tokens=config.answer_tokens,
+            temperature=config.temperature,
+        )
         return self._from_events(events, config.answer_tokens)
 
     @staticmethod
@@ -306,11 +316,18 @@ class Api:
         max_tokens: int,
         temperature: float,
     ) -> Generator[Token, None, Reply]:
-        from assistant.tools import Registry
-
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system" and m["content"])
         transcript = [m for m in messages if m["role"] != "system"]
         prompt, native = tool_prompt(system, transcript, tools or None, model.supports_tools)
+        chars = sum(len(str(m.get("content") or "")) for m in prompt) + len(json.dumps(native or []))
+        if chars > model.context_window * MAX_CHARS_PER_TOKEN:  # far too long: refused before tokenising
+            raise ApiError(
+                400,
+                f"the messages hold {chars:,} characters, more than the context window ({model.context_window} "
+                "tokens) can take: shorten them",
+                param="messages",
+                code="context_length_exceeded",
+            )
         tokens = model.count_tokens(prompt, native)
         if tokens + max_tokens > model.context_window:
             raise ApiError(
@@ -320,12 +337,12 @@ class Api:
                 param="messages",
                 code="context_length_exceeded",
             )
-        run = _Run(model, Registry(), max_tokens, temperature, 20.0, 4000)
+        run = AgentRun(model, ToolRegistry(), max_tokens, temperature)  # the model itself, as the client asked
         return self._generate(run, prompt, native, tokens, bool(tools))
 
     @staticmethod
     def _generate(
-        run: _Run, prompt: list[dict[str, Any]], native: list[dict[str, Any]] | None, tokens: int, tools: bool
+        run: AgentRun, prompt: list[dict[str, Any]], native: list[dict[str, Any]] | None, tokens: int, tools: bool
     ) -> Generator[Token, None, Reply]:
         text, emitted = yield from run.reply(prompt, native, stream_all=not tools, prompt_tokens=tokens)
         reply = Reply(text=text, prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens)
@@ -382,6 +399,7 @@ def create_api(ws: Workspace, api_key: str = "", runtime_lora: bool = False) -> 
     from starlette.exceptions import HTTPException
 
     api = Api(ws, api_key, runtime_lora)
+    limit = int(ws.settings.serve.max_request_mb * 2**20)
     app = FastAPI(title="ragtune", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.api = api
 
@@ -399,6 +417,22 @@ def create_api(ws: Workspace, api_key: str = "", runtime_lora: bool = False) -> 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, e: HTTPException) -> JSONResponse:
         return JSONResponse(ApiError(e.status_code, str(e.detail)).body(), status_code=e.status_code)
+
+    @app.middleware("http")
+    async def _size(request: Request, call_next: Any) -> Any:  # before the body is read
+        if request.method in ("POST", "PUT", "PATCH"):
+            length = request.headers.get("content-length")
+            if length is None:
+                error = ApiError(411, "send the request with a Content-Length header", code="length_required")
+                return JSONResponse(error.body(), status_code=411)
+            if not length.isdigit() or int(length) > limit:
+                error = ApiError(
+                    413,
+                    f"the request is over the {limit / 2**20:g} MB limit (serve.max_request_mb): send less",
+                    code="request_too_large",
+                )
+                return JSONResponse(error.body(), status_code=413)
+        return await call_next(request)
 
     @app.middleware("http")
     async def _auth(request: Request, call_next: Any) -> Any:
@@ -463,9 +497,6 @@ def create_api(ws: Workspace, api_key: str = "", runtime_lora: bool = False) -> 
 
 def _prepared(api: Api, request: ChatRequest) -> Generator[Token, None, Reply]:
     """``api.prepare`` with the assistant's one-line errors as 400s (404 for a missing adapter folder)."""
-    from finetune.errors import FinetuneError
-    from ingest.errors import IngestError
-
     try:
         return api.prepare(request)
     except (AssistantError, FinetuneError, IngestError) as e:
