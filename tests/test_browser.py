@@ -28,8 +28,8 @@ SHOTS = ROOT / "build" / "screenshots"
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-@pytest.fixture
-def app_url(tmp_path: Path, bundled_llm_models: Path, bundled_embedder: str) -> Iterator[tuple[str, Path]]:
+def _demo_home(tmp_path: Path, bundled_llm_models: Path) -> Path:
+    """A data home with the converted bundled model and a registered adapter; skips without chromium."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is absent: apt-get install chromium")
     pytest.importorskip("playwright")
@@ -37,6 +37,12 @@ def app_url(tmp_path: Path, bundled_llm_models: Path, bundled_embedder: str) -> 
     shutil.copytree(bundled_llm_models, home / "models")
     model = next((home / "models").iterdir())
     trained_adapter(str(model), home, "demo", recorded_base="HuggingFaceTB/SmolLM2-135M-Instruct")
+    return home
+
+
+@pytest.fixture
+def app_url(tmp_path: Path, bundled_llm_models: Path, bundled_embedder: str) -> Iterator[tuple[str, Path]]:
+    home = _demo_home(tmp_path, bundled_llm_models)
     port = free_port()
     log = (tmp_path / "app.log").open("w")
     process = subprocess.Popen(
@@ -198,15 +204,9 @@ def _login(page, url: str) -> None:
 def test_conversations_errors_progress_and_sources_in_a_real_browser(
     tmp_path: Path, bundled_llm_models: Path, bundled_embedder: str
 ) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is absent: apt-get install chromium")
-    pytest.importorskip("playwright")
+    home = _demo_home(tmp_path, bundled_llm_models)
     from playwright.sync_api import sync_playwright
 
-    home = tmp_path / "home"
-    shutil.copytree(bundled_llm_models, home / "models")
-    model = next((home / "models").iterdir())
-    trained_adapter(str(model), home, "demo", recorded_base="HuggingFaceTB/SmolLM2-135M-Instruct")
     port, log_path = free_port(), tmp_path / "app.log"
     log_path.write_text("")
     env = {"RAGTUNE_USERNAME": "ann", "RAGTUNE_PASSWORD": "secret-ann"}
