@@ -145,12 +145,19 @@ class Workspace:
 
     def adapter_label(self, adapter: str) -> str:
         """What ``adapter`` stands for now, e.g. ``active (squad)`` or ``none (base model)``."""
+        return self.pin(adapter)[1]
+
+    def pin(self, adapter: str) -> tuple[str, str]:
+        """``adapter`` with ``active`` looked up once: (the adapter to answer with, what to call it).
+
+        Answering with the first value reads the registry's active adapter no second time.
+        """
         if adapter == ACTIVE:
             name = Registry(self.home).active()
-            return f"active ({name})" if name else "active (none: base model)"
+            return (name, f"active ({name})") if name else (NO_ADAPTER, "active (none: base model)")
         if adapter in ("", NO_ADAPTER, "base"):
-            return "none (base model)"
-        return adapter
+            return NO_ADAPTER, "none (base model)"
+        return adapter, adapter
 
     def adapters(self) -> list[AdapterInfo]:
         return Registry(self.home).list()

@@ -115,9 +115,9 @@ def chat(
     reply: dict[str, Any] = {"role": "assistant", "content": ""}
     session.messages.append(reply)
     yield session.messages, session, "…", ""
-    label = ws.adapter_label(adapter)
+    pinned, label = ws.pin(adapter)  # the active adapter is read once per question
     try:
-        events = ws.respond(message, mode=mode.lower(), adapter=adapter, history=session.history)
+        events = ws.respond(message, mode=mode.lower(), adapter=pinned, history=session.history)
         answer: Answer | None = None
         steps: dict[str, dict[str, Any]] = {}
         for event in events:
