@@ -214,7 +214,9 @@ def check_citations(
         max_citations: Most citations attached to a sentence the model did not cite.
     """
     numbered = {int(n): text for n, text in sources}
-    source_terms = {n: content_words(text) for n, text in numbered.items()}
+    # A claim is checked against each passage of a source: a sentence and its neighbour, so a number
+    # in one sentence and words in another (the battery's "10.2 kWh", a claim of "10.2 years") do not add up.
+    source_terms = {n: _passages(text) for n, text in numbered.items()}
     known_words = set(words(question))
     for text in numbered.values():
         known_words |= set(words(text))
@@ -232,10 +234,11 @@ def check_citations(
         numbers = {t for t in terms if has_digit(t)} - question_numbers
         claim = bool(terms) and not _NO_CLAIM.search(claim_text) and not claim_text.rstrip().endswith(("?", "？"))
         scores: dict[int, float] = {}
-        for n, held in source_terms.items():
-            if not numbers <= held:
-                continue  # a number the source does not have: it cannot support this sentence
-            overlap = len(terms & held) / len(terms) if terms else 0.0
+        for n, passages in source_terms.items():
+            fitting = [held for held in passages if numbers <= held]
+            if not fitting:
+                continue  # no passage of the source has the sentence's numbers: it cannot support it
+            overlap = max(len(terms & held) / len(terms) if terms else 0.0 for held in fitting)
             close = similarity is not None and similarity[index].get(n, 0.0) >= min_similarity
             if overlap >= min_overlap or (close and overlap >= min_overlap / 2):
                 scores[n] = overlap + (similarity[index].get(n, 0.0) if similarity is not None else 0.0)
@@ -262,6 +265,14 @@ def check_citations(
             )
         )
     return CitedAnswer(answer, checks, len(numbered))
+
+
+def _passages(text: str) -> list[set[str]]:
+    """The content words of each window of two neighbouring sentences of ``text`` (one for a single sentence)."""
+    sentences = [content_words(text[a:b]) for a, b in split_sentences(text)] or [content_words(text)]
+    if len(sentences) == 1:
+        return sentences
+    return [sentences[i] | sentences[i + 1] for i in range(len(sentences) - 1)]
 
 
 def _cited(sentence: str) -> list[int]:

@@ -106,3 +106,14 @@ def test_cjk_answers_are_cited_without_a_space_and_layout_is_kept() -> None:
     checked = check_citations("电池容量为十千瓦时。\n\n保修期为十年。", sources)
     assert checked.text == "电池容量为十千瓦时[2]。\n\n保修期为十年[1]。"
     assert checked.to_dict()["cited"] == [1, 2]
+
+
+def test_a_number_and_words_from_far_apart_sentences_do_not_support_a_claim() -> None:
+    source = (
+        "The battery stores 10.2 kWh. It weighs 98 kg. The case is grey. "
+        "It hangs on a wall. The warranty lasts ten years from installation."
+    )
+    checked = check_citations("The warranty lasts 10.2 years.", [(1, source)])
+    assert checked.unsupported and checked.cited == []
+    near = check_citations("The battery stores 10.2 kWh.", [(1, source)])
+    assert near.cited == [1] and not near.unsupported
