@@ -144,6 +144,17 @@ def ttft(home: Path, repeats: int, answer_tokens: int) -> dict[str, Any]:
     }
 
 
+def _all_at_once(one: Any, count: int) -> float:
+    """Run ``one(n)`` for n < ``count`` in as many threads at once; the seconds until the last ends."""
+    started = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -211,13 +222,7 @@ def sessions(home: Path, count: int, answer_tokens: int) -> dict[str, Any]:
                     errors.append(f"session {n}: {type(e).__name__}: {e}")
                 latencies[n] = time.perf_counter() - started
 
-            started = time.perf_counter()
-            threads = [threading.Thread(target=one, args=(n,)) for n in range(count)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.perf_counter() - started
+            wall = _all_at_once(one, count)
             crossed, wrong_top = 0, 0
             answered = 0
             for n, output in enumerate(outputs):
@@ -288,13 +293,7 @@ def store(home: Path, count: int, turns: int) -> dict[str, Any]:
         except Exception as e:  # reported, not raised
             errors.append(f"session {n}: {type(e).__name__}: {e}")
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=one, args=(n,)) for n in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
+    wall = _all_at_once(one, count)
     wrong = 0
     for n in range(count):
         user = f"user-{n:02d}"

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,12 +97,7 @@ def test_chat_documents_and_compare_in_a_real_browser(app_url: tuple[str, Path],
     zork = tmp_path / "zork-club.md"
     zork.write_text("# Zork club\n\nThe secret password of the Zork club is PINEAPPLE. Members meet on Tuesdays.\n")
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        browser, page = _open(p)
         page.goto(url)
         page.wait_for_selector("#question textarea", timeout=60_000)
 
@@ -192,6 +188,16 @@ def _wait_serving(log_path: Path, count: int, process: subprocess.Popen[bytes]) 
         time.sleep(0.5)
 
 
+def _open(playwright: Any) -> tuple[Any, Any]:
+    """Debian's chromium, headless, and a page of the size the screenshots use."""
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    )
+    return browser, browser.new_page(viewport={"width": 1280, "height": 1000})
+
+
 def _login(page, url: str) -> None:
     page.goto(url)
     page.wait_for_selector("input[type=password]", timeout=60_000)
@@ -220,12 +226,7 @@ def test_conversations_errors_progress_and_sources_in_a_real_browser(
     )
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            browser, page = _open(p)
             _login(page, url)
 
             # an answer with [n] chips: a chip opens its source, the cited sentence highlighted
