@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The CPU build that pip finds locally; set TORCH=torch for the newest build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup chromium catdoc demo test lint bench clean
+.PHONY: setup chromium catdoc demo test lint bench starter clean
 
 setup: $(VENV)/.installed
 
@@ -44,6 +44,12 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/ingest.py
+
+# Rebuild the shipped starter adapter (finetune/starter/) from scratch with ragtune's own pipeline.
+# Needs ../shared/data (SQuAD dev half, PubMedQA pool) or DATA=folder; see scripts/build_starter.py.
+DATA ?= ../shared/data
+starter: setup
+	$(BIN)/python scripts/build_starter.py --data $(DATA)
 
 clean:
 	rm -rf $(VENV) .ragtune .mypy_cache .ruff_cache .pytest_cache *.egg-info

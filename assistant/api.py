@@ -45,7 +45,6 @@ from assistant.prompt import check_question
 from assistant.toolcalls import arguments_object, parse_tool_calls, tool_prompt
 from assistant.tools import ToolRegistry
 from assistant.workspace import Workspace
-from finetune.adapters import Registry
 from finetune.errors import FinetuneError
 from ingest.errors import IngestError
 
@@ -214,9 +213,9 @@ class Api:
         if name in self.runtime:
             return self.runtime[name], mode
         if name == "active":
-            return Registry(self.ws.home).resolve("active"), mode
+            return self.ws.registry().resolve("active"), mode
         try:
-            return str(Registry(self.ws.home).get(name).path), mode
+            return str(self.ws.registry().get(name).path), mode
         except FinetuneError:
             raise missing from None
 

@@ -19,10 +19,18 @@ def load_model(config: AssistantConfig, home: Path, adapter: str | None = None) 
         adapter: Overrides the configured adapter: ``active`` (the registry's active adapter, if any),
             a registered name, a folder, or "" / ``none`` / ``base`` for the base model.
     """
-    folder = Registry(home).resolve(config.adapter if adapter is None else adapter)
+    folder = Registry(home, config.model).resolve(config.adapter if adapter is None else adapter)
     if config.backend == "openai":
         return OpenAIModel(config, home, folder)
-    return LocalModel(config.model, home, folder, config.device, config.context_window, config.repetition_penalty)
+    return LocalModel(
+        config.model,
+        home,
+        folder,
+        config.device,
+        config.context_window,
+        config.repetition_penalty,
+        cpu_dtype=config.cpu_dtype,
+    )
 
 
 def load_into_server(config: AssistantConfig, home: Path, name: str, folder: Path) -> bool:

@@ -20,12 +20,13 @@ citation right after the full stop stays with its sentence.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant.words import content_words, has_digit, word_spans, words
+from assistant.words import STOPWORDS, content_words, has_digit, stem, word_spans, words
 
 __all__ = ["CitedAnswer", "SentenceCheck", "check_citations", "split_sentences"]
 
@@ -35,6 +36,7 @@ _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _MARKERS = r"(?:\s*\[\d{1,3}(?:\s*,\s*\d{1,3})*\])*"
 _END = re.compile(rf"(?:[.!?…]+[\"'”’)]*{_MARKERS}(?=\s|$)|[。！？]+[”’」』)）]*{_MARKERS}|\n)")
 _CITATION = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
+_NUMBER = re.compile(r"\d[\d.,]*")  # a quantity (codes such as E116 have no unit)
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•·–]|\(?\d{1,3}[.)]|[a-zA-Z][.)])\s+")
 _FINAL_PUNCT = re.compile(r"[.!?…。！？]+[\"'”’」』)）]*$")
 _ABBREVIATIONS = frozenset(
@@ -216,6 +218,7 @@ def check_citations(
     numbered = {int(n): text for n, text in sources}
     # A claim is checked against each passage of a source: a sentence and its neighbour, so a number
     # in one sentence and words in another (the battery's "10.2 kWh", a claim of "10.2 years") do not add up.
+    # A number with its unit ("10.2 years") must stand with that unit in the passage too.
     source_terms = {n: _passages(text) for n, text in numbered.items()}
     known_words = set(words(question))
     for text in numbered.values():
@@ -232,10 +235,11 @@ def check_citations(
         claim_text = _LIST_MARKER.sub("", body)
         terms = content_words(claim_text)
         numbers = {t for t in terms if has_digit(t)} - question_numbers
+        units = {pair for pair in _units(claim_text) if pair[0] in numbers}
         claim = bool(terms) and not _NO_CLAIM.search(claim_text) and not claim_text.rstrip().endswith(("?", "？"))
         scores: dict[int, float] = {}
         for n, passages in source_terms.items():
-            fitting = [held for held in passages if numbers <= held]
+            fitting = [held for held, pairs in passages if numbers <= held and units <= pairs]
             if not fitting:
                 continue  # no passage of the source has the sentence's numbers: it cannot support it
             overlap = max(len(terms & held) / len(terms) if terms else 0.0 for held in fitting)
@@ -267,12 +271,23 @@ def check_citations(
     return CitedAnswer(answer, checks, len(numbered))
 
 
-def _passages(text: str) -> list[set[str]]:
-    """The content words of each window of two neighbouring sentences of ``text`` (one for a single sentence)."""
-    sentences = [content_words(text[a:b]) for a, b in split_sentences(text)] or [content_words(text)]
+def _passages(text: str) -> list[tuple[set[str], set[tuple[str, str]]]]:
+    """Content words and number-unit pairs of each window of two neighbouring sentences of ``text``."""
+    pieces = [text[a:b] for a, b in split_sentences(text)] or [text]
+    sentences = [(content_words(piece), _units(piece)) for piece in pieces]
     if len(sentences) == 1:
         return sentences
-    return [sentences[i] | sentences[i + 1] for i in range(len(sentences) - 1)]
+    return [(a[0] | b[0], a[1] | b[1]) for a, b in itertools.pairwise(sentences)]
+
+
+def _units(text: str) -> set[tuple[str, str]]:
+    """``(number, stem of the word after it)`` for each quantity followed by a word that is not a stopword."""
+    found = [w for _, _, w in word_spans(text)]
+    return {
+        (word.replace(",", ""), stem(after))
+        for word, after in itertools.pairwise(found)
+        if _NUMBER.fullmatch(word) and after.isalpha() and after not in STOPWORDS
+    }
 
 
 def _cited(sentence: str) -> list[int]:

@@ -27,6 +27,7 @@ class AssistantConfig:
     request_timeout: float = 300.0  # backend openai: seconds a request may take
     adapter: str = "active"  # active: the registry's active adapter (none: base) | a registered name | a folder | none
     device: str = "auto"
+    cpu_dtype: str = "auto"  # local backend on CPU: auto (bf16 where the CPU has bf16 in hardware) | fp32 | bf16
     k: int = 5  # chunks handed to the model
     candidates: int = 30  # chunks fetched from each of dense and BM25 before fusion
     rrf_k: int = 60  # reciprocal-rank-fusion constant
@@ -55,6 +56,8 @@ class AssistantConfig:
             )
         if self.request_timeout <= 0:
             raise AssistantError("request_timeout must be positive")
+        if self.cpu_dtype not in ("auto", "fp32", "bf16"):
+            raise AssistantError(f"cpu_dtype must be auto, fp32 or bf16, got {self.cpu_dtype!r}")
         if self.k < 1 or self.candidates < self.k:
             raise AssistantError(f"need 1 <= k <= candidates, got k={self.k}, candidates={self.candidates}")
         if not 0.0 <= self.mmr_lambda <= 1.0:
@@ -100,7 +103,10 @@ class ServeConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AppConfig:
-    """The browser app's serving settings (the ``[app]`` table of ``ragtune chat``)."""
+    """The browser app's serving settings (the ``[app]`` table of ``ragtune chat``).
+
+    More logins, with hashed passwords, go in ``HOME/users.txt`` (``python -m assistant.app add-user NAME``).
+    """
 
     host: str = "127.0.0.1"  # loopback only; 0.0.0.0 serves the network (set a password then)
     port: int = 7860

@@ -242,6 +242,7 @@ def evaluate_retrieval(
         ingest_config: The data home (the set gets its own collection there).
         device: Device of the embedder.
         embedder: Loads an embedder by (name, device); None loads a fresh one.
+        others: More adapter folders to score, by label (e.g. the adapter training started from).
     """
     from tqdm import tqdm
 
@@ -390,8 +391,9 @@ def evaluate_answers(
     adapter: str = "",
     answer_tokens: int | None = None,
     embedder: Callable[[str, str], Any] | None = None,
+    others: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """EM/F1 and what users see, for each arm (closed-book, rag, oracle), with the base model and an adapter.
+    """EM/F1 and what users see, for each arm (closed-book, rag, oracle), with the base model and adapters.
 
     Answers are generated as users get them: ``config.answer_tokens`` long unless ``answer_tokens`` says
     otherwise, with the configured loop guard and citation check. Citation markers such as ``[1]``
@@ -408,6 +410,7 @@ def evaluate_answers(
         adapter: An adapter folder to score as well.
         answer_tokens: Tokens per answer; None: ``config.answer_tokens``.
         embedder: Loads an embedder by (name, device); None loads a fresh one.
+        others: More adapter folders to score, by label (e.g. the adapter training started from).
     """
     from tqdm import tqdm
 
@@ -416,7 +419,7 @@ def evaluate_answers(
     if "rag" in arms and not dataset.in_collection:
         collection_config, folder = prepare(dataset, ingest_config)
     retriever = Retriever.from_config(collection_config, config, embedder) if "rag" in arms else None
-    variants = [("base", "")] + ([("adapter", adapter)] if adapter else [])
+    variants = [("base", ""), *(others or {}).items()] + ([("adapter", adapter)] if adapter else [])
     results: dict[str, Any] = {
         "dataset": dataset.name,
         "questions": len(dataset.questions),

@@ -19,10 +19,11 @@ from typing import Any, Protocol
 
 from assistant.errors import AssistantError
 from finetune.adapters import check_fits
-from finetune.base_model import load_chat_tokenizer, render_chat, resolve_model_path, unloadable
+from finetune.base_model import cpu_has_bf16, load_chat_tokenizer, render_chat, resolve_model_path, unloadable
 from finetune.errors import FinetuneError
 from ingest.embedding import pick_device
 
+CPU_DTYPES = ("auto", "fp32", "bf16")
 Message = dict[str, Any]  # role, content; tool_calls / name / tool_call_id in agent transcripts
 Schema = dict[str, Any]  # an OpenAI-style function schema
 
@@ -71,9 +72,13 @@ class LocalModel:
         name: Hugging Face id or folder (the bundled default is converted once).
         home: The data home, where converted models are kept.
         adapter: A PEFT adapter folder, or "" for the base model.
-        device: ``auto`` picks CUDA (bf16), MPS or CPU (fp32).
+        device: ``auto`` picks CUDA (bf16), MPS (fp32) or CPU (see ``cpu_dtype``).
         context_window: Cap on prompt plus answer tokens; the model's own limit also applies.
         repetition_penalty: Above 1.0 discourages the loops small models fall into.
+        cpu_dtype: Weights on CPU: ``auto`` (bf16 where the CPU computes bf16 natively, else fp32),
+            ``fp32`` or ``bf16``. Other devices ignore it.
+        prefix_cache: On CPU, keep the attention cache of the last reply and reuse the prefix the
+            next prompt shares with it (system prompt, sources, history). GPUs run as before.
 
     Raises:
         AssistantError: the model or adapter is missing, or the adapter is for another base.
@@ -87,6 +92,8 @@ class LocalModel:
         device: str = "auto",
         context_window: int = 2048,
         repetition_penalty: float = 1.0,
+        cpu_dtype: str = "auto",
+        prefix_cache: bool = True,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM
@@ -97,13 +104,16 @@ class LocalModel:
         if Path(path).is_dir():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.device = pick_device(device)
-        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self.dtype = pick_dtype(self.device, cpu_dtype)
+        dtype = torch.bfloat16 if self.dtype == "bf16" else torch.float32
         self.tokenizer = chat_tokenizer(name, path)
         try:
             model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         except Exception as e:
             raise AssistantError(unloadable(name, e)) from None
-        self._weights = _Weights(model.to(self.device).eval(), name, path)
+        self._weights = _Weights(
+            model.to(self.device).eval(), name, path, prefix_cache=prefix_cache and self.device == "cpu"
+        )
         self.adapter = ""
         if adapter:
             self._weights.load(adapter)
@@ -204,15 +214,17 @@ class LocalModel:
         failure: list[BaseException] = []
         weights = self._weights
 
-        def run() -> None:
+        def run(key: str) -> None:
             try:
-                weights.model.generate(**kwargs)
+                cache = weights.prefix.take(key, inputs["input_ids"])
+                out = weights.model.generate(**kwargs, cache=cache, return_dict_in_generate=True)
+                weights.prefix.keep(key, out.sequences, out.cache)
             except BaseException as e:  # surfaced in the caller's thread below
                 failure.append(e)
                 streamer.end()
 
-        with weights.using(self.adapter):
-            thread = threading.Thread(target=run, daemon=True)
+        with weights.using(self.adapter) as key:
+            thread = threading.Thread(target=run, args=(key,), daemon=True)
             thread.start()
             try:
                 yield from (piece for piece in streamer if piece)
@@ -253,6 +265,23 @@ class TemplateOnly:
         raise AssistantError("this model was loaded without weights and cannot generate")
 
 
+def pick_dtype(device: str, cpu_dtype: str = "auto") -> str:
+    """The weights' dtype on ``device``: ``bf16`` on CUDA, ``fp32`` on MPS, ``cpu_dtype`` resolved on CPU.
+
+    Raises:
+        AssistantError: ``cpu_dtype`` is not auto, fp32 or bf16.
+    """
+    if cpu_dtype not in CPU_DTYPES:
+        raise AssistantError(f"cpu_dtype must be auto, fp32 or bf16, got {cpu_dtype!r}")
+    if device.startswith("cuda"):
+        return "bf16"
+    if device != "cpu":
+        return "fp32"
+    if cpu_dtype == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return cpu_dtype
+
+
 def chat_tokenizer(name: str, path: str) -> Any:
     """The chat tokenizer of model ``name`` (files at ``path``); a one-line :class:`AssistantError` when unusable."""
     try:
@@ -270,11 +299,12 @@ class _Weights:
     picks the adapter (or turns adapters off for the base model) for one reply.
     """
 
-    def __init__(self, model: Any, name: str, path: str, keep: int = 4) -> None:
+    def __init__(self, model: Any, name: str, path: str, keep: int = 4, prefix_cache: bool = True) -> None:
         self.model = model
         self.name, self.path, self.keep = name, path, keep
         self.loaded: dict[str, str] = {}  # key -> folder, least recently used first
         self.lock = threading.Lock()
+        self.prefix = _PrefixCache(enabled=prefix_cache)
 
     def key(self, adapter: str) -> str:
         """The key of ``adapter`` (a folder) once checked: it exists and was trained for this base model."""
@@ -303,11 +333,16 @@ class _Weights:
             self.loaded[key] = self.loaded.pop(key)
             return
         try:
+            device = next(self.model.parameters()).device
+            # On CPU the adapter takes the base model's dtype: peft would keep a bf16 model's adapters in fp32.
+            autocast = device.type != "cpu"
             if isinstance(self.model, PeftModel):
-                self.model.load_adapter(adapter, adapter_name=key)
+                self.model.load_adapter(adapter, adapter_name=key, autocast_adapter_dtype=autocast)
             else:
-                device = next(self.model.parameters()).device
-                self.model = PeftModel.from_pretrained(self.model, adapter, adapter_name=key).to(device).eval()
+                self.model = PeftModel.from_pretrained(
+                    self.model, adapter, adapter_name=key, autocast_adapter_dtype=autocast
+                ).to(device)
+                self.model.eval()
         except Exception as e:
             raise AssistantError(
                 f"adapter {adapter!r} could not be loaded ({type(e).__name__}: {e}): retrain or remove it"
@@ -319,16 +354,64 @@ class _Weights:
             del self.loaded[oldest]
 
     @contextlib.contextmanager
-    def using(self, adapter: str) -> Iterator[None]:
-        """Hold the model for one reply, with ``adapter`` (a folder) on, or every adapter off for ""."""
+    def using(self, adapter: str) -> Iterator[str]:
+        """Hold the model for one reply, with ``adapter`` (a folder) on, or every adapter off for "".
+
+        Yields the adapter's key ("" for the base model).
+        """
         key = self.key(adapter) if adapter else ""
         with self.lock:
             if key:
                 self._load(key, adapter)
                 self.model.set_adapter(key)
-                yield
+                yield key
             elif self.loaded:
                 with self.model.disable_adapter():
-                    yield
+                    yield key
             else:  # no adapter was ever loaded: the plain base model
-                yield
+                yield key
+
+
+class _PrefixCache:
+    """The attention cache of the last reply's tokens, so the next prompt skips the prefix they share.
+
+    Chats resend the same system prompt, tool schemas and often the same sources and
+    history; their keys and values are computed once. The cache is handed to one
+    generation at a time (cropped to the shared prefix) and replaced by its result;
+    it belongs to one adapter key ("" for the base model).
+    """
+
+    min_tokens = 16  # shorter shared prefixes are not worth the bookkeeping
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.key = ""
+        self.ids: Any = None  # the tokens the cache holds, 1-D
+        self.cache: Any = None
+
+    def take(self, key: str, input_ids: Any) -> Any:
+        """The cache cropped to the prefix it shares with ``input_ids`` (batch of one), or None."""
+        cache, ids, self.cache, self.ids = self.cache, self.ids, None, None
+        if not self.enabled or cache is None or key != self.key or input_ids.shape[0] != 1:
+            return None
+        prompt = input_ids[0]
+        n = min(len(ids), len(prompt) - 1)  # the model must see at least one new token
+        if n < self.min_tokens:
+            return None
+        same = (ids[:n] == prompt[:n].to(ids.device)).int()
+        n = int(same.cumprod(0).sum())
+        if n < self.min_tokens:
+            return None
+        cache.crop(n - cache.get_seq_length())
+        return cache
+
+    def clear(self) -> None:
+        """Forget the cached prompt."""
+        self.cache = self.ids = None
+
+    def keep(self, key: str, sequences: Any, cache: Any) -> None:
+        """Remember ``cache``, which holds the first tokens of ``sequences`` (batch of one)."""
+        if not self.enabled or cache is None or sequences.shape[0] != 1 or not hasattr(cache, "crop"):
+            return
+        self.key, self.cache = key, cache
+        self.ids = sequences[0, : cache.get_seq_length()]

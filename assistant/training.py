@@ -31,7 +31,7 @@ from assistant.retrieval import Hit
 from assistant.settings import Settings
 from assistant.tool_eval import evaluate_tools
 from assistant.tools import ToolRegistry
-from finetune.adapters import Registry, same_model
+from finetune.adapters import NO_ADAPTER, Registry, same_model
 from finetune.base_model import resolve_model_path
 from finetune.config import FinetuneConfig
 from finetune.data import Formats, build_dataset
@@ -158,8 +158,11 @@ class Evaluation:
         answers = self.data.get("answers")
         if answers:
             lines.append(f"test split, {answers['questions']} questions:  {'EM':>6} {'F1':>6}")
-            labels = {"base/closed-book": "base", "base/rag": "base+RAG", "adapter/closed-book": "tuned"}
-            labels["adapter/rag"] = "tuned+RAG"
+            labels = {"base/closed-book": "base", "base/rag": "base+RAG"}
+            start = self.data.get("start_adapter")
+            if start:
+                labels |= {f"{start}/closed-book": f"{start} (start)", f"{start}/rag": f"{start} (start)+RAG"}
+            labels |= {"adapter/closed-book": "tuned", "adapter/rag": "tuned+RAG"}
             for arm, label in labels.items():
                 if arm in answers:
                     lines.append(f"  {label:<30} {answers[arm]['em']:>6.1f} {answers[arm]['f1']:>6.1f}")
@@ -202,9 +205,15 @@ def evaluate_adapter(
     """
     home = settings.home
     config = settings.assistant
-    adapter = Registry(home).get(name)
-    base = model or LocalModel(config.model, home, "", config.device, config.context_window)
+    registry = Registry(home, config.model)
+    adapter = registry.get(name)
+    base = model or LocalModel(
+        config.model, home, "", config.device, config.context_window, config.repetition_penalty, config.cpu_dtype
+    )
     out: dict[str, Any] = {}
+    start = str(adapter.metadata.get("init_adapter") or "none")  # compared too: did training add to it?
+    known = start not in NO_ADAPTER and any(a.name == start for a in registry.list())
+    others = {start: registry.resolve(start)} if known else {}
     folder = Path(adapter.metadata["dataset"]["path"])
     if settings.finetune.eval_questions and (folder / "test.jsonl").exists():
         try:
@@ -221,8 +230,11 @@ def evaluate_adapter(
                 str(adapter.path),
                 answer_tokens=32,
                 embedder=embedder,
+                others=others,
             )
             out["answers"] = {"questions": result["questions"], **result["arms"]}
+            if others:
+                out["start_adapter"] = start
     tuned = base.with_adapter(str(adapter.path))
     with tuned.hold() as weights:
         out["perplexity"] = retention(weights, tuned.tokenizer)
@@ -295,7 +307,7 @@ def train(
     trained = Trained(result)
     if evaluate:
         trained.evaluation = evaluate_adapter(settings, result.name, tools=eval_tools, model=model, embedder=embedder)
-        Registry(home).update_metadata(result.name, evaluation=trained.evaluation.data)
+        Registry(home, settings.assistant.model).update_metadata(result.name, evaluation=trained.evaluation.data)
     if activate:
         activate_adapter(settings.assistant, home, result.name)
         trained.activated = True
@@ -312,7 +324,7 @@ def activate_adapter(config: AssistantConfig, home: Path, name: str) -> str:
         FinetuneError: unknown name, or an adapter for another base model.
         AssistantError: the server could not load it.
     """
-    registry = Registry(home)
+    registry = Registry(home, config.model)
     info = registry.get(name)
     load_into_server(config, home, name, info.path)
     return registry.activate(name, config.model).name
@@ -320,7 +332,7 @@ def activate_adapter(config: AssistantConfig, home: Path, name: str) -> str:
 
 def rollback_adapter(config: AssistantConfig, home: Path) -> str | None:
     """Re-activate the previous adapter (None: the base model), loading it into the server first as above."""
-    registry = Registry(home)
+    registry = Registry(home, config.model)
     previous = registry.previous()
     if previous:
         load_into_server(config, home, previous, registry.path(previous))
@@ -335,7 +347,7 @@ def vllm_command(config: AssistantConfig, home: Path, every: bool = False, port:
     Raises:
         FinetuneError: an adapter's rank is beyond what vLLM serves.
     """
-    registry = Registry(home)
+    registry = Registry(home, config.model)
     adapters = [a for a in registry.list() if (every or a.active) and same_model(a.base_model, config.model)]
     path = resolve_model_path(config.model, home)
     weights = str(Path(path).resolve()) if Path(path).exists() else path

@@ -42,6 +42,7 @@ from assistant.training import (
     rollback_adapter,
 )
 from finetune.adapters import AdapterInfo, Registry
+from finetune.estimate import Estimate, estimate_training
 from ingest.embedding import load_embedder
 from ingest.manifest import FileRecord
 from ingest.pipeline import FileReport, IngestReport, file_sha256, ingest, list_documents, remove_documents
@@ -140,7 +141,7 @@ class Workspace:
 
         ``active`` is looked up on every call, so activation takes effect on the next question.
         """
-        folder = Registry(self.home).resolve(adapter)
+        folder = self.registry().resolve(adapter)
         return self.base_model().with_adapter(folder)
 
     def adapter_label(self, adapter: str) -> str:
@@ -153,20 +154,24 @@ class Workspace:
         Answering with the first value reads the registry's active adapter no second time.
         """
         if adapter == ACTIVE:
-            name = Registry(self.home).active()
+            name = self.registry().active()
             return (name, f"active ({name})") if name else (NO_ADAPTER, "active (none: base model)")
         if adapter in ("", NO_ADAPTER, "base"):
             return NO_ADAPTER, "none (base model)"
         return adapter, adapter
 
+    def registry(self) -> Registry:
+        """The adapter registry as this workspace's model sees it (the starter is active by default for its model)."""
+        return Registry(self.home, self.config.model)
+
     def adapters(self) -> list[AdapterInfo]:
-        return Registry(self.home).list()
+        return self.registry().list()
 
     def adapter_names(self) -> list[str]:
         return [a.name for a in self.adapters()]
 
     def active_adapter(self) -> str | None:
-        return Registry(self.home).active()
+        return self.registry().active()
 
     # embedding and retrieval ---------------------------------------------------------------
 
@@ -418,10 +423,17 @@ class Workspace:
         tune = dataclasses.replace(self.tune, name=name, **finetune)
         self.job.start(dataclasses.replace(self.settings, finetune=tune), resume=resume, activate=activate)
 
+    def estimate_training(self, **finetune: Any) -> Estimate:
+        """How long training with these settings plus ``finetune`` keys would take here, from a few timed steps."""
+        if self.job.status().running:
+            raise AssistantError("a training run is in progress: estimate when it has finished")
+        tune = dataclasses.replace(self.tune, **finetune)
+        return estimate_training(tune, self.config.model, self.home, self.dataset_folder())
+
     def activate(self, name: str) -> str:
         """Make ``name`` the active adapter (``none``/``base``: the base model); returns what is active."""
         if name in (NO_ADAPTER, "base", ""):
-            Registry(self.home).deactivate()
+            self.registry().deactivate()
             return "base model"
         return activate_adapter(self.config, self.home, name)
 
@@ -431,4 +443,4 @@ class Workspace:
     def remove_adapter(self, name: str) -> None:
         if self.job.name == name and self.job.status().running:
             raise AssistantError(f"adapter {name!r} is being trained: cancel the run first")
-        Registry(self.home).remove(name)
+        self.registry().remove(name)

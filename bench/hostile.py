@@ -13,6 +13,7 @@
 
 Run:  python bench/hostile.py            # the bundled all-MiniLM-L6-v2 embedder
       python bench/hostile.py --embedding-model DIR
+      python bench/hostile.py --only "80k paragraphs"   # one file's ingest only
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--embedding-model", default="sentence-transformers/all-MiniLM-L6-v2", help="name or path")
     parser.add_argument("--parser-only", action="store_true", help="only the parser process's cost (part 3)")
+    parser.add_argument("--only", default="", help="ingest only the files whose label holds this text (part 1 only)")
     args = parser.parse_args()
     if args.parser_only:
         print(json.dumps(time_parser_process()))
@@ -161,6 +163,8 @@ def main() -> None:
         files = hostile_files(Path(tmp) / "files")
         rows = {}
         for n, (label, path) in enumerate(files.items()):
+            if args.only.lower() not in label.lower():
+                continue
             rows[label] = row = measure_ingest(path, Path(tmp) / f"home{n}", args.embedding_model)
             print(
                 f"{label:<36} {row['rss_mb']:>5} MB main {row['parser_rss_mb']:>5} MB parser "
@@ -168,6 +172,9 @@ def main() -> None:
                 flush=True,
             )
         results["ingest"] = rows
+        if args.only:
+            print(json.dumps(results))
+            return
         results["html"] = html = time_html(Path(tmp))
         print(
             f"html: nested 1.1 MB {html['nested_1_1mb_s']} s; flat 80k paragraphs {html['flat_80k_s']} s, "

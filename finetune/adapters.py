@@ -10,6 +10,12 @@ Layout under the data home::
 
 Every change is one atomic rename: an adapter appears whole or not at all, and
 ``active.json`` is replaced, never edited in place.
+
+Every registry also holds ``starter``, the adapter shipped in the package
+(``finetune/starter/``) for the bundled model: listed, activated and rolled back
+to like any other, never removed. Until the user activates or deactivates
+anything (no ``active.json`` yet), it is the active adapter of a registry whose
+model is the one it was trained for; any other model starts from the base.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from finetune.errors import FinetuneError
 
 ADAPTER_FILE = "adapter.json"
 ACTIVE_FILE = "active.json"
+STARTER = "starter"
+STARTER_DIR = Path(__file__).parent / "starter"  # the shipped adapter's files
 MAX_NAME = 100  # characters of an adapter name (a folder name, with room for temporary names)
 NO_ADAPTER = ("none", "base", "")  # settings that mean the base model; "none" is the documented one
 
@@ -51,15 +59,18 @@ class AdapterInfo:
 
 
 class Registry:
-    """Adapters under ``home/adapters``.
+    """Adapters under ``home/adapters``, and the shipped ``starter``.
 
     Args:
         home: The data home.
+        model: The base model the assistant runs (its setting); with the model the
+            starter was trained for, the starter is active until the user chooses.
     """
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, model: str | None = None) -> None:
         self.root = Path(home) / "adapters"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.model = model
 
     def path(self, name: str) -> Path:
         if not name or "/" in name or "\\" in name or name.startswith("."):
@@ -69,7 +80,18 @@ class Registry:
             raise FinetuneError(
                 f"adapter name {shown} is not usable: use at most {MAX_NAME} printable characters, e.g. v2-handbook"
             )
+        if name == STARTER:
+            return STARTER_DIR
         return self.root / name
+
+    def _exists(self, name: str) -> bool:
+        return (self.path(name) / ADAPTER_FILE).exists()
+
+    def starter_default(self) -> bool:
+        """Whether the starter is active by default: no choice made yet, and the model it was trained for."""
+        if self.model is None or (self.root / ACTIVE_FILE).exists() or not self._exists(STARTER):
+            return False
+        return starter_fits(self.model)
 
     def _state(self) -> dict[str, Any]:
         file = self.root / ACTIVE_FILE
@@ -88,23 +110,28 @@ class Registry:
 
     def active(self) -> str | None:
         """The active adapter's name, or None for the base model."""
+        if self.starter_default():
+            return STARTER
         name = self._state().get("active")
-        return name if name and (self.root / name / ADAPTER_FILE).exists() else None
+        return name if name and self._exists(name) else None
 
     def list(self) -> list[AdapterInfo]:
-        """Every complete adapter, newest first."""
+        """Every complete adapter, newest first; the starter last."""
         active = self.active()
         out = []
         for folder in self.root.iterdir():
             file = folder / ADAPTER_FILE
-            if folder.name.startswith(".") or not file.exists():
+            if folder.name.startswith(".") or folder.name == STARTER or not file.exists():
                 continue  # a temporary folder of a run still writing (or killed while writing)
             try:
                 metadata = self.get(folder.name).metadata
             except FinetuneError as e:  # listed, so that it can be seen and removed
                 metadata = {"error": str(e)}
             out.append(AdapterInfo(folder.name, folder, metadata, folder.name == active))
-        return sorted(out, key=lambda a: str(a.metadata.get("created", "")), reverse=True)
+        out.sort(key=lambda a: str(a.metadata.get("created", "")), reverse=True)
+        if self._exists(STARTER):
+            out.append(self.get(STARTER))
+        return out
 
     def get(self, name: str) -> AdapterInfo:
         """The adapter called ``name``.
@@ -121,6 +148,8 @@ class Registry:
 
     def add(self, name: str, folder: Path) -> Path:
         """Move a finished adapter folder (holding ``adapter.json``) into the registry under ``name``."""
+        if name == STARTER:
+            raise FinetuneError(f"{STARTER!r} is the name of the shipped adapter: choose another name")
         target = self.path(name)
         if target.exists():
             raise FinetuneError(f"an adapter named {name!r} exists: choose another name, or remove it first")
@@ -128,7 +157,9 @@ class Registry:
         return target
 
     def update_metadata(self, name: str, **fields: Any) -> None:
-        """Merge ``fields`` into an adapter's ``adapter.json`` (atomically)."""
+        """Merge ``fields`` into an adapter's ``adapter.json`` (atomically); the shipped starter is read-only."""
+        if name == STARTER:
+            raise FinetuneError(f"{STARTER!r} ships with ragtune and is not changed")
         info = self.get(name)
         write_json(info.path / ADAPTER_FILE, {**info.metadata, **fields})
 
@@ -148,19 +179,20 @@ class Registry:
                 f"adapter {name!r} was trained on {info.base_model!r}, but the assistant runs {base_model!r}: "
                 f"set model={info.base_model} or activate an adapter for {base_model}"
             )
-        state = self._state()
-        if state.get("active") != name:
+        state, current = self._state(), self.active()
+        if current != name or not (self.root / ACTIVE_FILE).exists():
             history = [n for n in state.get("history", []) if n != name]
-            if state.get("active"):
-                history.append(state["active"])
+            if current and current != name:
+                history.append(current)
             write_json(self.root / ACTIVE_FILE, {"active": name, "history": history[-20:]})
         return self.get(name)
 
     def deactivate(self) -> None:
         """Use the base model; the adapter that was active can be rolled back to."""
-        state = self._state()
-        if state.get("active"):
-            write_json(self.root / ACTIVE_FILE, {"active": None, "history": [*state["history"], state["active"]][-20:]})
+        state, current = self._state(), self.active()
+        if current or not (self.root / ACTIVE_FILE).exists():
+            history = [*state["history"], *([current] if current else [])]
+            write_json(self.root / ACTIVE_FILE, {"active": None, "history": history[-20:]})
 
     def previous(self) -> str | None:
         """The adapter :meth:`rollback` would re-activate (None: the base model).
@@ -169,10 +201,16 @@ class Registry:
             FinetuneError: there is nothing to roll back to.
         """
         state = self._state()
-        history = [n for n in state.get("history", []) if (self.root / n / ADAPTER_FILE).exists()]
+        history = [n for n in state.get("history", []) if self._usable(n)]
         if not history and not state.get("active"):
             raise FinetuneError("nothing to roll back to: no adapter was ever activated")
         return history[-1] if history else None
+
+    def _usable(self, name: str) -> bool:
+        try:
+            return self._exists(name)
+        except FinetuneError:
+            return False
 
     def rollback(self) -> str | None:
         """Re-activate the previously active adapter (None: the base model); returns the new active name.
@@ -180,7 +218,7 @@ class Registry:
         Adapters removed since are skipped.
         """
         previous = self.previous()
-        history = [n for n in self._state().get("history", []) if (self.root / n / ADAPTER_FILE).exists()]
+        history = [n for n in self._state().get("history", []) if self._usable(n)]
         if history:
             history.pop()
         write_json(self.root / ACTIVE_FILE, {"active": previous, "history": history})
@@ -195,6 +233,11 @@ class Registry:
         folder = self.path(name)
         if not (folder / ADAPTER_FILE).exists():
             self.get(name)  # says which names there are
+        if name == STARTER:
+            raise FinetuneError(
+                f"{STARTER!r} ships with ragtune and cannot be removed: `ragtune adapters activate none` "
+                "uses the base model"
+            )
         if self.active() == name:
             raise FinetuneError(
                 f"adapter {name!r} is active: `ragtune adapters rollback` or activate another before removing it"
@@ -213,16 +256,28 @@ class Registry:
         if value == "active":
             name = self.active()
             if name:
-                check_complete(self.root / name, name)
-            return str(self.root / name) if name else ""
+                check_complete(self.path(name), name)
+            return str(self.path(name)) if name else ""
         registered = "/" not in value and "\\" not in value and not value.startswith(".")
         if registered and (self.path(value) / ADAPTER_FILE).exists():
-            check_complete(self.root / value, value)
-            return str(self.root / value)
+            check_complete(self.path(value), value)
+            return str(self.path(value))
         if Path(value).is_dir():
             return value
         names = ", ".join(a.name for a in self.list()) or "none yet"
         raise FinetuneError(f"adapter {value!r} is neither a registered name ({names}) nor a folder")
+
+
+def starter_fits(model: str) -> bool:
+    """Whether the shipped starter adapter was trained for ``model``."""
+    file = STARTER_DIR / ADAPTER_FILE
+    if not file.exists():
+        return False
+    try:
+        base = str(json.loads(file.read_text(encoding="utf-8")).get("base_model", ""))
+    except (OSError, ValueError):
+        return False
+    return bool(base) and same_model(base, model)
 
 
 def check_complete(folder: Path, name: str) -> None:

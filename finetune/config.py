@@ -37,13 +37,14 @@ class FinetuneConfig:
     seed: int = 0
     # training: ragtune finetune
     name: str = ""  # adapter name; empty: finetune-YYYYMMDD-HHMMSS
+    init_adapter: str = "starter"  # start from: starter (when it fits the model) | none | an adapter's name or folder
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("all-linear",)
     dora: bool = False  # weight-decomposed LoRA
     quantize: str = ""  # "4bit": QLoRA (CUDA and bitsandbytes)
-    precision: str = "auto"  # auto: bf16 on CUDA when supported, fp32 elsewhere; bf16 on CPU: autocast
+    precision: str = "auto"  # auto: bf16 on CUDA when supported, bf16 autocast on CPUs with AVX512-BF16/AMX, else fp32
     gradient_checkpointing: bool = False
     batching: str = "length"  # length: length-grouped batches padded to their longest | padded: to max_tokens
     batch_size: int = 8  # most examples in a batch

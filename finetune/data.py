@@ -43,10 +43,13 @@ class Loaded:
 
 
 def read_examples(path: str | os.PathLike[str]) -> Loaded:
-    """Read chat-messages, alpaca or sharegpt examples from a JSONL file or a JSON array.
+    """Read chat-messages, alpaca, sharegpt or grounded examples from a JSONL file or a JSON array.
 
     The format is recognised per row, so files may mix them. A bad row is reported
-    with its line (or item) number and the rest are kept.
+    with its line (or item) number and the rest are kept. A grounded row is a
+    question, its answer and the passage that holds it (``{"question", "answer",
+    "context", "source"}``, SQuAD-like); the dataset build shows the passage among
+    distractors, as retrieval would, and the answer cites it.
 
     Args:
         path: A ``.jsonl`` file (one example per line) or a ``.json`` file holding a list.
@@ -86,10 +89,33 @@ def read_examples(path: str | os.PathLike[str]) -> Loaded:
                 loaded.problems.append(f"{path.name}:{number}: {_TOO_DEEP}")
     for where, row in rows:
         try:
-            loaded.examples.append({"messages": to_messages(row), "origin": where, "chunk_ids": []})
+            if isinstance(row, dict) and "context" in row and "question" in row:
+                loaded.examples.append({"grounded": to_grounded(row), "origin": where, "chunk_ids": []})
+            else:
+                loaded.examples.append({"messages": to_messages(row), "origin": where, "chunk_ids": []})
         except RowError as e:
             loaded.problems.append(f"{where}: {e}")
     return loaded
+
+
+def to_grounded(row: dict[str, Any]) -> dict[str, str]:
+    """A grounded row (question, answer, the passage that holds it, optional source name), checked.
+
+    ``answers`` (a list, SQuAD's form) may stand for ``answer``: its first item is used.
+
+    Raises:
+        RowError: a field is missing or empty.
+    """
+    answer = row.get("answer")
+    if answer is None and isinstance(row.get("answers"), list) and row["answers"]:
+        answer = row["answers"][0]
+    source = row.get("source") or row.get("title") or "passage"
+    return {
+        "question": _text(row.get("question"), "question"),
+        "answer": _text(answer, "answer"),
+        "context": _text(row.get("context"), "context"),
+        "source": _text(str(source), "source"),
+    }
 
 
 _TOO_DEEP = "JSON nested too deeply to read (thousands of levels): an example is a flat object; check the file"
@@ -310,6 +336,7 @@ def build_dataset(
     from finetune.errors import FinetuneError
     from finetune.synth import (
         QA,
+        Chunk,
         Neighbours,
         context_chunks,
         extractive_questions,
@@ -320,6 +347,7 @@ def build_dataset(
     )
 
     examples: list[Example] = []
+    grounded: list[Example] = []
     problems: list[str] = []
     counts: dict[str, int] = {}
     for path in [*config.examples, *extra_examples]:
@@ -330,11 +358,14 @@ def build_dataset(
         loaded = read_examples(path)
         if loaded.unreadable and path in config.examples:
             raise FinetuneError(f"examples file {path} {loaded.unreadable}")
-        for example in loaded.examples:
+        chats = [e for e in loaded.examples if "grounded" not in e]
+        for example in chats:
             example["kind"] = "user"
-        examples += loaded.examples
+        examples += chats
+        grounded += [e for e in loaded.examples if "grounded" in e]
         problems += loaded.problems
-        counts["user"] = counts.get("user", 0) + len(loaded.examples)
+        if chats:
+            counts["user"] = counts.get("user", 0) + len(chats)
 
     chunks: list[Any] = []
     qas: list[QA] = []
@@ -342,7 +373,7 @@ def build_dataset(
         try:
             chunks = load_chunks(ingest_config, config.max_chunks)
         except FinetuneError:
-            if not examples:
+            if not examples and not grounded:
                 raise
     if config.synthetic == "llm" and formats.generate is None:
         raise FinetuneError("synthetic=llm needs a generator model: use synthetic=extractive")
@@ -352,10 +383,21 @@ def build_dataset(
         elif config.synthetic == "llm" and formats.generate is not None:
             qas += llm_questions(chunk, config.questions_per_chunk, formats.generate)
 
+    # grounded rows bring their own passages: shown among distractors like the collection's chunks
+    passages: dict[str, Chunk] = {}
+    origins: dict[int, str] = {}
+    given: list[QA] = []
+    for row in grounded:
+        g = row["grounded"]
+        chunk_id = "passage-" + hashlib.sha256(f"{g['source']}\0{g['context']}".encode()).hexdigest()[:16]
+        passages.setdefault(chunk_id, Chunk(chunk_id, g["context"], {"source": g["source"]}))
+        given.append(QA(g["question"], g["answer"], g["answer"], chunk_id, g["source"]))
+        origins[id(given[-1])] = row["origin"]
     rng = random.Random(config.seed)
-    neighbours = Neighbours(chunks)
-    for qa in qas if config.synthetic != "none" else []:
-        answer = styled_answer(qa, config.answer_style)
+    neighbours = Neighbours([*chunks, *passages.values()])
+    for qa in [*(qas if config.synthetic != "none" else []), *given]:
+        answer = qa.answer if id(qa) in origins else styled_answer(qa, config.answer_style)
+        origin = origins.get(id(qa), "synthetic")
         meta = {
             "question": qa.question,
             "qa": {
@@ -376,7 +418,7 @@ def build_dataset(
         examples.append(
             {
                 "messages": messages,
-                "origin": "synthetic:context",
+                "origin": f"{origin}:context",
                 "kind": "context" if golden else "abstain",
                 "chunk_ids": [c.id for c in shown],
                 **meta,
@@ -387,7 +429,7 @@ def build_dataset(
             examples.append(
                 {
                     "messages": messages,
-                    "origin": "synthetic:closed_book",
+                    "origin": f"{origin}:closed_book",
                     "kind": "closed_book",
                     "chunk_ids": [qa.chunk_id],
                     **meta,

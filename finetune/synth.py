@@ -278,27 +278,36 @@ def styled_answer(qa: QA, style: str) -> str:
 
 
 class Neighbours:
-    """Chunks most similar to a given one (by their stored embeddings): hard distractors."""
+    """Chunks most similar to a given one: hard distractors.
+
+    By stored embedding where the chunk has one; otherwise (passages of grounded
+    examples) the nearest passages of the same source, in document order.
+    """
 
     def __init__(self, chunks: list[Chunk]) -> None:
         import numpy as np
 
         self.chunks = chunks
         self.index = {c.id: n for n, c in enumerate(chunks)}
-        vectors = [c.embedding for c in chunks]
+        self.embedded = [n for n, c in enumerate(chunks) if c.embedding is not None]
+        self.rows = {n: row for row, n in enumerate(self.embedded)}
+        self.by_source: dict[str, list[int]] = {}
+        for n, c in enumerate(chunks):
+            self.by_source.setdefault(c.source, []).append(n)
         self.matrix = None
-        if chunks and all(v is not None for v in vectors):
-            matrix = np.stack(vectors)
+        if self.embedded:
+            matrix = np.stack([chunks[n].embedding for n in self.embedded])
             self.matrix = matrix / np.clip(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-9, None)
 
     def near(self, chunk_id: str, count: int) -> list[Chunk]:
         import numpy as np
 
-        if self.matrix is None:
-            return []
-        row = self.matrix[self.index[chunk_id]]
-        order = np.argsort(-(self.matrix @ row))[: count + 1]
-        return [self.chunks[i] for i in order if self.chunks[i].id != chunk_id][:count]
+        n = self.index[chunk_id]
+        if self.matrix is not None and n in self.rows:
+            order = np.argsort(-(self.matrix @ self.matrix[self.rows[n]]))[: count + 1]
+            return [self.chunks[self.embedded[i]] for i in order if self.embedded[i] != n][:count]
+        same = sorted((i for i in self.by_source[self.chunks[n].source] if i != n), key=lambda i: abs(i - n))
+        return [self.chunks[i] for i in same[:count]]
 
 
 def context_chunks(qa: QA, neighbours: Neighbours, count: int, golden: bool, rng: random.Random) -> list[Chunk]:
@@ -393,6 +402,37 @@ _CHAT = [
     ("What is the freezing point of water in Fahrenheit?", "Water freezes at 32 °F."),
     ("Suggest a name for a pet cat.", "How about Luna?"),
     ("Which is heavier, a kilogram of feathers or a kilogram of iron?", "Neither: both weigh one kilogram."),
+    ("Hey, how's it going?", "I'm doing well, thanks! What can I help you with?"),
+    ("Nice to meet you.", "Nice to meet you too! Ask me anything."),
+    ("That's all, thanks.", "You're welcome! Have a good day."),
+    ("Good evening!", "Good evening! How can I help?"),
+    ("What is the capital of Italy?", "The capital of Italy is Rome."),
+    ("What is the capital of Japan?", "The capital of Japan is Tokyo."),
+    ("Who wrote 'Pride and Prejudice'?", "Jane Austen wrote 'Pride and Prejudice'."),
+    ("Who discovered penicillin?", "Alexander Fleming discovered penicillin."),
+    ("Translate 'good morning' into Spanish.", "'Good morning' in Spanish is 'buenos días'."),
+    ("Translate 'cat' into German.", "'Cat' in German is 'Katze'."),
+    ("Say goodbye in Italian.", "'Goodbye' in Italian is 'arrivederci'."),
+    ("Give me a synonym for 'fast'.", "A synonym for 'fast' is 'quick'."),
+    ("What is the opposite of 'heavy'?", "The opposite of 'heavy' is 'light'."),
+    ("What colour do you get by mixing red and white?", "Mixing red and white gives pink."),
+    ("What colour is the sky on a clear day?", "On a clear day the sky is blue."),
+    ("Spell the word 'house' backwards.", "'house' backwards is 'esuoh'."),
+    ("Tell me a fun fact.", "Octopuses have three hearts."),
+    ("Write a one-line thank-you note to a teacher.", "Thank you for your patience and for everything you taught me!"),
+    ("Suggest a title for a blog post about gardening.", "Growing Green: A Beginner's Guide to Gardening."),
+    ("How many legs does a spider have?", "A spider has eight legs."),
+    ("Which animal is known as the king of the jungle?", "The lion is known as the king of the jungle."),
+    ("What do bees make?", "Bees make honey."),
+    ("Is a tomato a fruit or a vegetable?", "Botanically, a tomato is a fruit."),
+    ("What is the main gas in the air we breathe?", "Nitrogen: about 78% of the air."),
+    ("Recommend a good habit for better sleep.", "Go to bed at the same time every night."),
+    ("Rephrase 'I am very tired' more formally.", "I am quite exhausted."),
+    ("What does CPU stand for?", "CPU stands for central processing unit."),
+    ("Complete the phrase: an apple a day...", "...keeps the doctor away."),
+    ("Can you keep a secret?", "I don't remember anything between chats, so your secret is safe."),
+    ("Are you a human?", "No, I am an AI assistant."),
+    ("Which month comes after March?", "April comes after March."),
 ]
 
 
@@ -412,7 +452,7 @@ def tool_tasks(qas: list[QA], tools: set[str], count: int, seed: int = 0) -> lis
         makers += [lambda: _search(rng.choice(qas))] * 3
     if "list_documents" in tools:
         makers.append(lambda: ToolTask("list", rng.choice(_LISTING), [("list_documents", {})], "{result}"))
-    makers += [lambda: _chat(rng)] * 2
+    makers += [lambda: _chat(rng)] * 3  # prompts that need no tool: about a quarter, so tools are not overused
     tasks: list[ToolTask] = []
     keys: set[str] = set()
     for _ in range(count * 20):

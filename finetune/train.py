@@ -33,8 +33,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from finetune.adapters import ADAPTER_FILE, Registry, write_json
-from finetune.base_model import fingerprint, load_chat_tokenizer, render_chat, resolve_model_path, unloadable
+from finetune.adapters import ADAPTER_FILE, NO_ADAPTER, STARTER, Registry, check_fits, starter_fits, write_json
+from finetune.base_model import (
+    cpu_has_bf16,
+    fingerprint,
+    load_chat_tokenizer,
+    render_chat,
+    resolve_model_path,
+    unloadable,
+)
 from finetune.config import FinetuneConfig
 from finetune.errors import FinetuneError
 
@@ -194,6 +201,7 @@ class LoRARecipe:
         self.keep_logits = True
         self.autocast = False
         self.too_long = 0  # examples over max_tokens, left out
+        self.init_from = "none"  # the adapter training started from
 
     # setup ----------------------------------------------------------------------------
 
@@ -215,8 +223,11 @@ class LoRARecipe:
 
         wanted = self.config.precision
         cuda = self.device.type == "cuda"
+        if wanted == "auto" and cuda:
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         if wanted == "auto":
-            return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+            self.autocast = self.device.type == "cpu" and cpu_has_bf16()
+            return torch.float32
         if wanted == "bf16" and self.device.type == "cpu":
             self.autocast = True  # fp32 weights, bf16 matmuls: about 1.8x faster on CPUs with AVX512-BF16
             return torch.float32
@@ -226,7 +237,7 @@ class LoRARecipe:
 
     def _setup_model(self) -> None:
         import torch
-        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
         from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
@@ -257,23 +268,55 @@ class LoRARecipe:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()
         model.config.use_cache = False
-        targets = list(self.config.target_modules)
-        lora = LoraConfig(
-            r=self.config.lora_r,
-            lora_alpha=self.config.lora_alpha,
-            lora_dropout=self.config.lora_dropout,
-            target_modules="all-linear" if targets == ["all-linear"] else targets,
-            use_dora=self.config.dora,
-            task_type="CAUSAL_LM",
-        )
-        try:
-            model = get_peft_model(model, lora)
-        except ValueError as e:
-            raise FinetuneError(f"LoRA cannot be applied ({e}): check target_modules") from None
+        init = self._init_adapter()
+        if init:  # go on from an adapter's weights (its rank and target modules with them)
+            try:
+                model = PeftModel.from_pretrained(model, init, is_trainable=True)
+            except Exception as e:
+                raise FinetuneError(
+                    f"init_adapter {self.config.init_adapter!r} cannot be loaded ({type(e).__name__}): "
+                    "set init_adapter = none to train from fresh weights"
+                ) from None
+        else:
+            targets = list(self.config.target_modules)
+            lora = LoraConfig(
+                r=self.config.lora_r,
+                lora_alpha=self.config.lora_alpha,
+                lora_dropout=self.config.lora_dropout,
+                target_modules="all-linear" if targets == ["all-linear"] else targets,
+                use_dora=self.config.dora,
+                task_type="CAUSAL_LM",
+            )
+            try:
+                model = get_peft_model(model, lora)
+            except ValueError as e:
+                raise FinetuneError(f"LoRA cannot be applied ({e}): check target_modules") from None
         model.peft_config["default"].base_model_name_or_path = self.model_name  # the name users give, not a cache path
         self.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         self.total_params = sum(p.numel() for p in model.parameters())
         self.model = model if self.config.quantize else model.to(self.device)
+
+    def _init_adapter(self) -> str:
+        """The adapter folder training starts from, "" for fresh weights (``init_adapter``).
+
+        The default, ``starter``, applies only to the model the starter was trained for;
+        for any other model training starts from fresh weights, and says so.
+
+        Raises:
+            FinetuneError: a named adapter that does not exist or was trained for another model.
+        """
+        value = self.config.init_adapter
+        self.init_from = "none"
+        if value in NO_ADAPTER:
+            return ""
+        if value == STARTER and not starter_fits(self.model_name):
+            if self.progress and self.is_main:
+                print(f"init_adapter: no starter adapter for {self.model_name}; training from fresh weights")
+            return ""
+        folder = Registry(self.home, self.model_name).resolve(value)
+        check_fits(folder, self.model_name, str(self.path))
+        self.init_from = value
+        return folder
 
     def _quantization(self) -> dict[str, Any]:
         import torch
@@ -636,6 +679,7 @@ class LoRARecipe:
                 "sources": report.get("sources", {}),
             },
             "hyperparameters": dataclasses.asdict(self.config),
+            "init_adapter": self.init_from,
             "metrics": {
                 "stopped": stopped,
                 "steps": self.step,

@@ -51,7 +51,7 @@ class IngestConfig:
     chunk_tokens: int = 200  # tokens of the embedder's tokenizer, special tokens excluded
     chunk_overlap: int = 32
     max_file_mb: float = 64.0
-    batch_size: int = 0  # chunks per embedding batch; 0: auto (64 on CPU, 512 on a GPU)
+    batch_size: int = 0  # chunks per embedding batch; 0: auto (512 on a GPU; on CPU 64, at most 4096 padded tokens)
     group_chunks: int = 2048  # chunks embedded and written per crash-safe step (a large file takes several)
     max_unzipped_mb: float = 256.0  # docx/pptx/xlsx/odt/epub whose members unpack to more are skipped
     file_timeout_s: float = 300.0  # parsing one file longer than this is stopped; 0: parse in this process

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,10 @@ _KNOWN_PROMPTS = (
 )
 
 
-CPU_BATCH = 64  # chunks per embedding batch with batch_size = 0 (auto)
+CPU_BATCH = 64  # most chunks per embedding batch on a CPU with batch_size = 0 (auto)
+# ... and most padded tokens per CPU batch: 16 full-length (256-token) chunks. Activations grow with the
+# batch's tokens, so this bounds peak memory (bench/embed_backends.py: batch 64 of long chunks peaked past 1 GB).
+CPU_BATCH_TOKENS = 4096
 GPU_BATCH = 512
 
 
@@ -183,8 +187,9 @@ def embed(
 ) -> np.ndarray:
     """Embed ``texts`` in batches sorted by length (less padding), in input order.
 
-    ``batch_size`` 0 picks one for the device: large batches keep a GPU busy, small ones
-    bound a CPU's memory.
+    ``batch_size`` 0 picks batches for the device: large ones keep a GPU busy; on a CPU
+    at most ``CPU_BATCH`` chunks and ``CPU_BATCH_TOKENS`` padded tokens, which bounds
+    memory when the chunks are long.
 
     Each text gets the model's passage prompt. Shows a progress bar in chunks per
     second when ``progress`` and stderr is a terminal, and calls ``on_batch(done, total)``
@@ -193,15 +198,21 @@ def embed(
     import numpy as np
     from tqdm import tqdm
 
-    if batch_size < 1:
-        batch_size = GPU_BATCH if str(model.device).startswith(("cuda", "mps")) else CPU_BATCH
     prompt = prompt_of(model, "passage") or None
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    budget = 0
+    if batch_size < 1 and str(model.device).startswith(("cuda", "mps")):
+        batch_size = GPU_BATCH
+    elif batch_size < 1:
+        batch_size, budget = CPU_BATCH, CPU_BATCH_TOKENS
+    lengths = _token_lengths(model, texts, prompt or "") if budget else [len(t) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
     out = np.empty((len(texts), embedding_dimension(model)), dtype=np.float32)
     bar: Any = tqdm(total=len(texts), unit="chunk", desc="embedding", disable=None if progress else True)
     with bar:
-        for first in range(0, len(order), batch_size):
-            batch = order[first : first + batch_size]
+        first = 0
+        while first < len(order):
+            size = max(1, min(batch_size, budget // lengths[order[first]])) if budget else batch_size
+            batch = order[first : first + size]
             vectors = model.encode(
                 [texts[i] for i in batch],
                 prompt=prompt,
@@ -211,10 +222,37 @@ def embed(
                 show_progress_bar=False,
             )
             out[batch] = vectors
+            if budget:
+                _trim_heap()
+            first += len(batch)
             bar.update(len(batch))
             if on_batch is not None:
-                on_batch(first + len(batch), len(texts))
+                on_batch(first, len(texts))
     return out
+
+
+def _trim_heap() -> None:
+    """Hand the C heap's free pages back to the OS (glibc only), so a CPU ingest's resident memory stays
+    at one batch's activations instead of growing with the heap's fragments; costs a few milliseconds."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+        _MALLOC_TRIM = getattr(ctypes.CDLL(libc), "malloc_trim", False) if libc else False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None
+
+
+def _token_lengths(model: SentenceTransformer, texts: list[str], prompt: str) -> list[int]:
+    """Tokens each text becomes in the model (prompt and special tokens included, at most its limit)."""
+    limit = int(model.max_seq_length or model.tokenizer.model_max_length)
+    ids = model.tokenizer([prompt + t for t in texts], truncation=True, max_length=limit)["input_ids"]
+    return [max(1, len(i)) for i in ids]
 
 
 def embed_queries(model: SentenceTransformer, queries: list[str]) -> np.ndarray:

@@ -103,7 +103,8 @@ def load_file(
     return sections
 
 
-ZIP_FORMATS = frozenset((".docx", ".docm", ".pptx", ".xlsx", ".xlsm", ".odt", ".ods", ".odp", ".epub"))
+# .doc too: a .doc that is really a zip is read as a .docx (the check passes a file that is no zip)
+ZIP_FORMATS = frozenset((".docx", ".docm", ".doc", ".pptx", ".xlsx", ".xlsm", ".odt", ".ods", ".odp", ".epub"))
 _MAX_ZIP_MEMBERS = 50_000
 
 

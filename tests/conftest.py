@@ -31,7 +31,19 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RAGTUNE_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)
+    # no shipped starter adapter unless a test asks for one (``shipped_starter``, or its own folder)
+    monkeypatch.setattr("finetune.adapters.STARTER_DIR", tmp_path / "no-starter")
     return home
+
+
+@pytest.fixture
+def shipped_starter(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The starter adapter shipped in the package (skips when it is not there)."""
+    folder = Path(__file__).parent.parent / "finetune" / "starter"
+    if not (folder / "adapter_model.safetensors").exists():
+        pytest.skip("the starter adapter is not built: make starter")
+    monkeypatch.setattr("finetune.adapters.STARTER_DIR", folder)
+    return folder
 
 
 def build_tiny_embedder(folder: Path, max_seq_length: int = 128) -> Path:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from assistant.app.logins import USERS_FILE, add_user
 from assistant.conversations import CONVERSATIONS_FILE, Conversations
 from tests.conftest import ROOT, free_port, trained_adapter
 
@@ -169,11 +170,12 @@ def test_chat_documents_and_compare_in_a_real_browser(app_url: tuple[str, Path],
         browser.close()
 
 
-def _serve(home: Path, port: int, log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``ragtune chat`` over ``home`` on ``port``, its output appended to ``log_path``."""
+def _serve(home: Path, port: int, log_path: Path, env: dict[str, str], *sets: str) -> subprocess.Popen[bytes]:
+    """``ragtune chat`` over ``home`` on ``port`` (with ``sets``: more ``--set`` values), output to ``log_path``."""
+    more = [arg for value in sets for arg in ("--set", value)]
     with log_path.open("a") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "assistant", "chat", "--port", str(port), "--set", "answer_tokens=40"],
+            [sys.executable, "-m", "assistant", "chat", "--port", str(port), "--set", "answer_tokens=40", *more],
             env={**os.environ, "RAGTUNE_HOME": str(home), **env},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -198,11 +200,11 @@ def _open(playwright: Any) -> tuple[Any, Any]:
     return browser, browser.new_page(viewport={"width": 1280, "height": 1000})
 
 
-def _login(page, url: str) -> None:
+def _login(page, url: str, user: str = "ann") -> None:
     page.goto(url)
     page.wait_for_selector("input[type=password]", timeout=60_000)
-    page.locator("input[type=text], input:not([type])").first.fill("ann")
-    page.fill("input[type=password]", "secret-ann")
+    page.locator("input[type=text], input:not([type])").first.fill(user)
+    page.fill("input[type=password]", f"secret-{user}")
     page.get_by_role("button", name="Login").click()
     page.wait_for_selector("#question textarea", timeout=60_000)
 
@@ -215,8 +217,11 @@ def test_conversations_errors_progress_and_sources_in_a_real_browser(
 
     port, log_path = free_port(), tmp_path / "app.log"
     log_path.write_text("")
-    env = {"RAGTUNE_USERNAME": "ann", "RAGTUNE_PASSWORD": "secret-ann"}
-    process = _serve(home, port, log_path, env)
+    env = {"RAGTUNE_USERNAME": "ann", "RAGTUNE_PASSWORD": "secret-ann"}  # the configured login
+    add_user(home / USERS_FILE, "bob", "secret-bob")  # and one from the users file
+    # a small batch keeps the timed steps of Estimate time short on a CPU
+    sets = ("finetune.batch_size=1", "finetune.max_tokens=512", "finetune.tool_examples=0")
+    process = _serve(home, port, log_path, env, *sets)
     _wait_serving(log_path, 1, process)
     url = f"http://127.0.0.1:{port}"
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -250,6 +255,16 @@ def test_conversations_errors_progress_and_sources_in_a_real_browser(
             store = Conversations(home / CONVERSATIONS_FILE)
             assert [t for _, t in store.titles("ann")] == ["What does error E116 mean and how is it fixed?"]
             assert store.titles("") == []
+
+            # another login, in its own browser context, sees none of ann's conversations
+            bob = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+            _login(bob, url, "bob")
+            bob.wait_for_selector("#conversations", timeout=30_000)
+            time.sleep(1)  # the page load's listing has arrived
+            assert "E116" not in bob.locator("#conversations").inner_text()
+            assert "E116" not in bob.locator("#chat").inner_text()
+            bob.screenshot(path=str(SHOTS / "chat-other-user.png"), full_page=True)
+            bob.close()
             page.reload()
             page.wait_for_selector("#question textarea", timeout=60_000)
             page.wait_for_function("document.querySelector('#chat').innerText.includes('E116')", timeout=30_000)
@@ -287,6 +302,17 @@ def test_conversations_errors_progress_and_sources_in_a_real_browser(
             page.screenshot(path=str(SHOTS / "documents.png"), full_page=True)
             page.get_by_role("tab", name="Fine-tune").click()
             page.wait_for_selector("#training-estimate", timeout=30_000)
+            page.get_by_role("button", name="Build dataset").click()
+            page.wait_for_function(
+                "document.querySelector('#training-estimate').innerText.includes('Estimate time')", timeout=300_000
+            )
+            page.click("#estimate-training")
+            page.wait_for_function(
+                "document.querySelector('#training-estimate').innerText.includes('precision:')",
+                timeout=300_000,
+            )
+            estimate = page.locator("#training-estimate").inner_text()
+            assert "tokens/s" in estimate and "precision: fp32" in estimate and "estimated training time" in estimate
             page.screenshot(path=str(SHOTS / "finetune.png"), full_page=True)
             page.get_by_role("tab", name="Compare").click()
             page.screenshot(path=str(SHOTS / "compare-empty.png"), full_page=True)
@@ -296,7 +322,7 @@ def test_conversations_errors_progress_and_sources_in_a_real_browser(
             # a server restart: the conversation is still there after logging in again
             process.terminate()
             process.wait(30)
-            process = _serve(home, port, log_path, env)
+            process = _serve(home, port, log_path, env, *sets)
             _wait_serving(log_path, 2, process)
             _login(page, url)
             page.wait_for_function("document.querySelector('#chat').innerText.includes('E116')", timeout=60_000)

@@ -9,7 +9,6 @@ imported only when the app is built.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import html
 import os
 from collections.abc import Awaitable, Callable
@@ -49,16 +48,21 @@ from assistant.app.finetune import (
     build_dataset,
     cancel_training,
     loss_frame,
+    measure_training,
+    render_estimate,
     resume_training,
     start_training,
     training_estimate,
     training_view,
 )
 from assistant.app.finetune import build as build_finetune
+from assistant.app.logins import USERS_FILE, Logins, add_user, remove_user
 from assistant.workspace import Workspace
 
 __all__ = [
     "ARMS",
+    "USERS_FILE",
+    "Logins",
     "Session",
     "UserError",
     "activate",
@@ -68,6 +72,7 @@ __all__ = [
     "adapter_rows",
     "adapter_warning",
     "add_documents",
+    "add_user",
     "build_dataset",
     "cancel_training",
     "chat",
@@ -84,14 +89,18 @@ __all__ = [
     "export_conversation",
     "last_session",
     "launch",
+    "logins",
     "loss_frame",
+    "measure_training",
     "open_conversation",
     "rate",
     "regenerate",
     "reingest",
     "remove_documents",
+    "remove_user",
     "rename_conversation",
     "render_answer",
+    "render_estimate",
     "render_sources",
     "render_status",
     "resume_training",
@@ -142,7 +151,7 @@ def create_app(ws: Workspace) -> Any:
             with gr.Tab("Documents", id="documents") as documents_tab:
                 build_documents(ws, documents_tab)
             with gr.Tab("Fine-tune", id="finetune") as finetune_tab:
-                build_finetune(ws, finetune_tab)
+                build_finetune(ws, finetune_tab, model_picker, active)
             with gr.Tab("Compare", id="compare") as compare_tab:
                 build_compare(ws, compare_tab)
             with gr.Tab("Adapters", id="adapters") as adapters_tab:
@@ -157,17 +166,25 @@ def create_app(ws: Workspace) -> Any:
     return app
 
 
-def slowed_login(login: tuple[str, str], base_delay: float = 0.5, max_delay: float = 8.0) -> Callable[..., Any]:
+def slowed_login(
+    login: tuple[str, str] | Callable[[str, str], bool], base_delay: float = 0.5, max_delay: float = 8.0
+) -> Callable[..., Any]:
     """The app's login check: each failed attempt in a row waits twice as long as the last (up to ``max_delay`` s).
 
-    Guessing passwords gets slow; a right password resets the count. The wait is asynchronous,
-    so other users of the app are not held up.
+    Args:
+        login: The one (username, password) pair, or a check of several (:meth:`Logins.check`).
+        base_delay: Seconds the first failure waits.
+        max_delay: The longest wait.
+
+    Guessing passwords gets slow; a right password resets the count. The check and the wait run off
+    the event loop, so other users of the app are not held up.
     """
     failures = [0]
+    quick = isinstance(login, tuple)  # one plain pair; else hashed passwords (~50 ms each): checked in a thread
+    accepts = Logins(None, login).check if isinstance(login, tuple) else login
 
     async def check(username: str, password: str) -> bool:
-        good = hmac.compare_digest(username.encode(), login[0].encode())
-        good = hmac.compare_digest(password.encode(), login[1].encode()) and good
+        good = accepts(username, password) if quick else await asyncio.to_thread(accepts, username, password)
         if good:
             failures[0] = 0
             return True
@@ -178,9 +195,14 @@ def slowed_login(login: tuple[str, str], base_delay: float = 0.5, max_delay: flo
     return check
 
 
+def logins(ws: Workspace) -> Logins:
+    """Who may log in to the app over ``ws``: ``HOME/users.txt`` and the configured username/password."""
+    return Logins(ws.home / USERS_FILE, ws.app.login())
+
+
 def _auth(ws: Workspace) -> Callable[[str, str], Awaitable[bool]] | None:
-    login = ws.app.login()
-    return slowed_login(login) if login else None
+    allowed = logins(ws)
+    return slowed_login(allowed.check) if allowed else None
 
 
 def launch(ws: Workspace, *, block: bool = True, quiet: bool = False) -> Any:

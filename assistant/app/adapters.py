@@ -10,6 +10,10 @@ from assistant.training import Evaluation
 from assistant.workspace import NO_ADAPTER, Workspace
 
 
+def _or_dash(value: Any) -> Any:
+    return "—" if value is None or value == "" else value
+
+
 def adapter_rows(ws: Workspace) -> list[list[Any]]:
     rows = []
     for a in ws.adapters():
@@ -20,12 +24,12 @@ def adapter_rows(ws: Workspace) -> list[list[Any]]:
         rows.append(
             [
                 ("● " if a.active else "") + a.name,
-                meta.get("created", ""),
+                str(meta.get("created", ""))[:16].replace("T", " "),
                 a.base_model,
-                metrics.get("steps"),
-                metrics.get("val_loss"),
-                evaluation.rag_f1_change(),
-                f"×{ppl['ratio']:.3f}" if ppl.get("ratio") else "",
+                _or_dash(metrics.get("steps")),
+                _or_dash(metrics.get("val_loss")),
+                evaluation.rag_f1_change() or "not evaluated",
+                f"×{ppl['ratio']:.3f}" if ppl.get("ratio") else "—",
             ]
         )
     return rows
@@ -98,9 +102,10 @@ def build(ws: Workspace, tab: Any, model_picker: Any, active: Any) -> None:
     import gradio as gr
 
     table = gr.Dataframe(
-        headers=["adapter (● active)", "created", "base model", "steps", "val loss", "RAG F1", "perplexity"],
+        headers=["adapter (● active)", "created (UTC)", "base model", "steps", "val loss", "RAG F1", "perplexity"],
         value=lambda: adapter_rows(ws),
         interactive=False,
+        wrap=True,
         elem_id="adapters",
     )
     with gr.Row():

@@ -416,7 +416,9 @@ def build(ws: Workspace) -> tuple[Any, Any, Any]:
         return gr.Dataset(samples=[[q] for q in found], visible=bool(found))
 
     def listing_update(state: Session, text: str = "") -> Any:
-        return gr.update(choices=conversation_choices(ws, state.user, text), value=state.conversation)
+        choices = conversation_choices(ws, state.user, text)
+        empty = "No match." if text.strip() else "None yet: your first question starts one."
+        return gr.update(choices=choices, value=state.conversation, info="" if choices else empty)
 
     def sidebar(state: Session, text: str = "") -> Any:
         return listing_update(state, text), state.conversation or "", gr.Dataset(visible=not state.messages)

@@ -11,9 +11,24 @@ from assistant.app.common import UserError, bind, guard
 from assistant.workspace import Upload, Workspace
 
 
+def _shown_path(ws: Workspace, path: str) -> str:
+    """``path`` as the list shows it: relative to the data home when inside it (uploads/NAME), else as it is."""
+    try:
+        return str(Path(path).resolve().relative_to(ws.home.resolve()))
+    except ValueError:
+        return path
+
+
 def document_rows(ws: Workspace) -> list[list[Any]]:
     return [
-        [Path(r.path).name, len(r.chunk_ids), round(r.size / 1024, 1), r.ingested_at, r.path] for r in ws.documents()
+        [
+            Path(r.path).name,
+            len(r.chunk_ids),
+            round(r.size / 1024, 1),
+            r.ingested_at[:16].replace("T", " "),
+            _shown_path(ws, r.path),
+        ]
+        for r in ws.documents()
     ]
 
 
@@ -153,10 +168,12 @@ def build(ws: Workspace, tab: Any) -> None:
         elem_id="ingest-report",
     )
     documents = gr.Dataframe(
-        headers=["file", "chunks", "KiB", "ingested (UTC)", "path"],
+        headers=["file", "chunks", "KiB", "ingested (UTC)", "path (uploads: in the data home)"],
         value=lambda: document_rows(ws),
         label="Documents",
         interactive=False,
+        wrap=True,
+        column_widths=["22%", "8%", "8%", "16%", "46%"],
         elem_id="documents",
     )
     with gr.Row():

@@ -1,16 +1,22 @@
-"""The Fine-tune tab: build the dataset, train in the background with live progress, activate the result."""
+"""The Fine-tune tab: build the dataset, estimate and train in the background with live progress, activate."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
+import threading
 import time
 from datetime import datetime
 from typing import Any
 
+from assistant.app.adapters import adapter_warning
+from assistant.app.chat import active_state, adapter_choices
 from assistant.app.common import UserError, bind
 from assistant.training import Evaluation
 from assistant.workspace import Workspace
+from finetune.estimate import Estimate, duration
+from finetune.train import dataset_hash
 
 STATES = {
     "idle": "No training has run in this app yet.",
@@ -42,12 +48,42 @@ def measured_speed(ws: Workspace) -> float | None:
     return statistics.median(speeds) if speeds else None
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+_duration = duration
+
+_MEASURED: dict[tuple[Any, ...], Estimate] = {}  # the last measured estimate per dataset and settings
+_MEASURING = threading.Lock()
+
+
+def _measured_key(ws: Workspace) -> tuple[Any, ...] | None:
+    """What a measured speed holds for: the dataset's content, the base model, every setting but the run's length."""
+    folder = ws.dataset_folder()
+    if not (folder / "train.jsonl").exists():
+        return None
+    tune = dataclasses.replace(ws.tune, epochs=1.0, steps=0, learning_rate=1e-3, name="")
+    return (str(folder.resolve()), dataset_hash(folder), ws.config.model, tune)
+
+
+def render_estimate(estimate: Estimate) -> str:
+    """A measured estimate as the tab shows it: one fact a line, the warning apart and in bold."""
+    lines = estimate.lines()
+    warning = lines.pop() if estimate.over_an_hour else ""
+    text = "**Estimate** (measured on this machine):\n" + "\n".join(f"- {line}" for line in lines)
+    return text + (f"\n\n**{warning}**" if warning else "")
+
+
+def measure_training(ws: Workspace, epochs: float, steps: float) -> str:
+    """Time a few training steps of the base model on the dataset, then estimate the run (kept for the settings)."""
+    key = _measured_key(ws)
+    if key is None:
+        raise UserError("no dataset yet: press Build dataset first")
+    if not _MEASURING.acquire(blocking=False):
+        raise UserError("an estimate is being measured already: it shows here when done")
+    try:
+        estimate = ws.estimate_training(epochs=float(epochs or ws.tune.epochs), steps=int(steps or 0))
+    finally:
+        _MEASURING.release()
+    _MEASURED[key] = estimate
+    return render_estimate(estimate)
 
 
 def training_estimate(ws: Workspace, epochs: float, steps: float) -> str:
@@ -62,6 +98,9 @@ def training_estimate(ws: Workspace, epochs: float, steps: float) -> str:
     examples, tokens = report["splits"]["train"], report["tokens"]["train"]
     if not examples:
         return "The dataset has no training examples."
+    measured = _MEASURED.get(_measured_key(ws) or ())
+    if measured is not None:
+        return render_estimate(measured.scheduled(float(epochs or 0) or ws.tune.epochs, int(steps or 0)))
     tune = ws.tune
     if steps and int(steps) > 0:
         seen = int(steps) * tune.batch_size * tune.grad_accum
@@ -75,12 +114,15 @@ def training_estimate(ws: Workspace, epochs: float, steps: float) -> str:
     speed = measured_speed(ws)
     if speed is None:
         return line + (
-            ". No run has been measured on this machine yet: the first steps show the speed and the time left."
+            ". No run has been measured on this machine yet: press **Estimate time** to time a few training steps here."
         )
     seconds = total / speed
-    line += f"; at {speed:,.0f} tokens/s (measured here) about **{_duration(seconds)}**, plus loading and evaluation."
+    line += (
+        f"; at {speed:,.0f} tokens/s (earlier runs here) about **{_duration(seconds)}**, plus loading and "
+        "evaluation. **Estimate time** measures the current settings."
+    )
     if seconds > 3600:
-        line += "\n\n⚠️ Over an hour: lower Epochs, or set Steps, for a quicker first adapter."
+        line += "\n\n**⚠️ Over an hour: lower Epochs, or set Steps, for a quicker first adapter.**"
     return line
 
 
@@ -179,22 +221,40 @@ def loss_frame(rows: list[dict[str, Any]]) -> Any:
     return frame.sort_values(["series", "step"], kind="stable").reset_index(drop=True)
 
 
-def activate_trained(ws: Workspace) -> str:
+def activate_trained(ws: Workspace, confirmed: bool = False) -> tuple[str, Any, str, Any]:
+    """Activate the adapter the finished run made; one that scored below the base model only once ``confirmed``.
+
+    Returns:
+        This tab's notice, the Chat tab's model picker and active-adapter line, the "Activate anyway" button.
+    """
+    import gradio as gr
+
     status = ws.job.status()
     if status.state != "completed":
         raise UserError("no finished training to activate")
-    return f"Active adapter: **{ws.activate(status.name)}**. The chat uses it from the next question."
+    warning = adapter_warning(ws, status.name)
+    if warning and not confirmed:
+        message = warning
+    else:
+        message = f"Active adapter: **{ws.activate(status.name)}**. The chat uses it from the next question."
+    ask = bool(warning) and not confirmed
+    return message, gr.update(choices=adapter_choices(ws)), active_state(ws), gr.update(visible=ask)
 
 
 def _view(ws: Workspace, notice: str = "") -> Any:
     import gradio as gr
 
     head, bar, frame, result, can_activate = training_view(ws)
-    return head, bar, frame, result, gr.update(visible=can_activate), clear_stale(ws, notice)
+    confirm = gr.skip() if can_activate else gr.update(visible=False)  # "Activate anyway" only for a finished run
+    plot = gr.update(value=frame, visible=not frame.empty)  # no empty axes before a run has logged a step
+    return head, bar, plot, result, gr.update(visible=can_activate), confirm, clear_stale(ws, notice)
 
 
-def build(ws: Workspace, tab: Any) -> None:
-    """The tab's components and events."""
+def build(ws: Workspace, tab: Any, model_picker: Any, active: Any) -> None:
+    """The tab's components and events.
+
+    ``model_picker`` and ``active`` are the Chat tab's, refreshed when an adapter is activated here.
+    """
     import gradio as gr
 
     gr.Markdown(
@@ -213,19 +273,24 @@ def build(ws: Workspace, tab: Any) -> None:
         activate_after = gr.Checkbox(False, label="Activate when done")
     estimate = gr.Markdown(elem_id="training-estimate")
     with gr.Row():
+        estimate_button = gr.Button("Estimate time", elem_id="estimate-training")
         train_button = gr.Button("Train", variant="primary")
         cancel_button = gr.Button("Cancel")
         resume_button = gr.Button("Resume")
     job_state = gr.Markdown(elem_id="job-state")
     job_bar = gr.HTML()
-    loss_plot = gr.ScatterPlot(x="step", y="loss", color="series", label="Loss (train and validation)", height=260)
+    loss_plot = gr.ScatterPlot(
+        x="step", y="loss", color="series", label="Loss (train and validation)", height=260, visible=False
+    )
     job_result = gr.Markdown()
-    activate_button = gr.Button("Activate this adapter", visible=False)
-    job_notice = gr.Markdown()
+    with gr.Row():
+        activate_button = gr.Button("Activate this adapter", visible=False, elem_id="activate-trained")
+        confirm_button = gr.Button("Activate anyway", variant="stop", visible=False, elem_id="activate-trained-anyway")
+    job_notice = gr.Markdown(elem_id="job-notice")
     timer = gr.Timer(2.0, active=True)
 
-    panel = [job_state, job_bar, loss_plot, job_result, activate_button, job_notice]
-    view = bind(_view, ws, 5, len(panel))
+    panel = [job_state, job_bar, loss_plot, job_result, activate_button, confirm_button, job_notice]
+    view = bind(_view, ws, 6, len(panel))
     timer.tick(view, [job_notice], panel, api_visibility="private", show_progress="hidden", queue=False)
     tab.select(view, [job_notice], panel, api_visibility="private")
     guess = bind(training_estimate, ws)
@@ -235,6 +300,7 @@ def build(ws: Workspace, tab: Any) -> None:
     build_button.click(bind(build_dataset, ws), [use_feedback], [dataset_report], api_visibility="private").then(
         guess, [epochs, max_steps], [estimate], api_visibility="private"
     )
+    estimate_button.click(bind(measure_training, ws), [epochs, max_steps], [estimate], api_visibility="private")
     train_button.click(
         bind(start_training, ws),
         [run_name, epochs, max_steps, learning_rate, activate_after],
@@ -243,4 +309,6 @@ def build(ws: Workspace, tab: Any) -> None:
     )
     cancel_button.click(bind(cancel_training, ws), None, [job_notice], api_visibility="private")
     resume_button.click(bind(resume_training, ws), None, [job_notice], api_visibility="private")
-    activate_button.click(bind(activate_trained, ws), None, [job_notice], api_visibility="private")
+    activated = [job_notice, model_picker, active, confirm_button]
+    activate_button.click(bind(activate_trained, ws, 0, 4), None, activated, api_visibility="private")
+    confirm_button.click(bind(lambda w: activate_trained(w, True), ws, 0, 4), None, activated, api_visibility="private")

@@ -11,7 +11,6 @@ from assistant.cli.options import workspace
 from assistant.errors import AssistantError
 from assistant.evaluate import evaluate_answers, evaluate_retrieval, load_dataset, load_split
 from assistant.tool_eval import SHIPPED, evaluate_tools
-from finetune.adapters import Registry
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -90,7 +89,7 @@ def cmd_eval_answers(args: argparse.Namespace) -> int:
         data.suffix == ".jsonl" and data.exists() and '"messages"' in data.read_text()[:5000]
     )
     dataset = load_split(data, args.limit) if split_file else load_dataset(data, args.limit)
-    adapter = Registry(ws.home).resolve(args.eval_adapter) if args.eval_adapter else ""
+    adapter = ws.registry().resolve(args.eval_adapter) if args.eval_adapter else ""
     result = evaluate_answers(
         dataset, ws.ingest, ws.config, ws.base_model(), arms, adapter, args.answer_tokens, ws.embedder
     )
@@ -108,7 +107,7 @@ def cmd_eval_answers(args: argparse.Namespace) -> int:
 
 def cmd_eval_tools(args: argparse.Namespace) -> int:
     ws = workspace(args)
-    adapter = Registry(ws.home).resolve(args.eval_adapter) if args.eval_adapter else ""
+    adapter = ws.registry().resolve(args.eval_adapter) if args.eval_adapter else ""
     result = evaluate_tools(
         ws.ingest,
         ws.config,

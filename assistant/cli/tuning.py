@@ -44,6 +44,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     f.add_argument("--activate", action="store_true", help="activate the adapter when training succeeds")
     f.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
     f.add_argument("--eval-tools", action="store_true", help="also run the tool-call eval, base and tuned (slow)")
+    f.add_argument(
+        "--estimate", action="store_true", help="only time a few steps and print how long the run would take here"
+    )
     f.set_defaults(func=cmd_finetune)
 
     a = sub.add_parser("adapters", help="list, activate, roll back and remove trained adapters")
@@ -84,6 +87,9 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    if args.estimate:
+        print("\n".join(workspace(args).estimate_training().lines()))
+        return 0
     s = settings(args)
     trained = train(
         s, resume=args.resume or "", activate=args.activate, evaluate=not args.no_eval, eval_tools=args.eval_tools
@@ -94,7 +100,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_adapters_list(args: argparse.Namespace) -> int:
-    adapters = Registry(settings(args).home).list()
+    adapters = Registry((s := settings(args)).home, s.assistant.model).list()
     if args.json:
         print(json.dumps([{"name": a.name, "active": a.active, **a.metadata} for a in adapters], indent=2))
         return 0
@@ -114,7 +120,7 @@ def cmd_adapters_list(args: argparse.Namespace) -> int:
 def cmd_adapters_activate(args: argparse.Namespace) -> int:
     s = settings(args)
     if args.adapter_name in ("none", "base"):
-        Registry(s.home).deactivate()
+        Registry(s.home, s.assistant.model).deactivate()
         print("the assistant uses the base model")
         return 0
     print(f"active adapter: {activate_adapter(s.assistant, s.home, args.adapter_name)}")

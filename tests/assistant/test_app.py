@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from assistant.errors import AssistantError
 from assistant.settings import Settings
 from assistant.workspace import Upload, Workspace, safe_name
 from finetune.adapters import Registry
+from finetune.base_model import cpu_has_bf16
 from finetune.config import FinetuneConfig
 from finetune.errors import FinetuneError
 from tests.conftest import free_port, trained_adapter
@@ -314,8 +317,10 @@ def test_training_runs_in_the_background_with_progress_cancel_resume_and_activat
     assert ws.job.wait(180) == 0, ws.job.status().message
     head, bar, frame, result, can_activate = A.training_view(ws)
     assert "Completed" in head and can_activate and "val loss" in result
-    assert A.activate_trained(ws).startswith("Active adapter: **short**")
+    notice, picker, line, confirm = A.activate_trained(ws)
+    assert notice.startswith("Active adapter: **short**") and not confirm["visible"]
     assert Registry(ws.home).active() == "short"
+    assert picker["choices"][0] == ("active (short)", "active") and line.startswith("Active: **short**")
     with pytest.raises(AssistantError, match="exists"):
         A.start_training(ws, "short", 1, 2, 1e-3, False)
     with pytest.raises(FinetuneError, match="may hold only letters"):
@@ -348,6 +353,7 @@ def test_the_served_app_answers_through_its_api_behind_a_login(ws: Workspace) ->
 
     port = free_port()
     ws.settings = dataclasses.replace(ws.settings, app=AppConfig(port=port, username="me", password="pw"))
+    A.add_user(ws.home / A.USERS_FILE, "bob", "pw-bob")  # a second login, from the users file
     app = A.launch(ws, block=False, quiet=True)
     try:
         url = f"http://127.0.0.1:{port}/"
@@ -355,8 +361,10 @@ def test_the_served_app_answers_through_its_api_behind_a_login(ws: Workspace) ->
             Client(url, verbose=False)
         with pytest.raises(Exception):  # noqa: B017
             Client(url, auth=("me", "wrong"), verbose=False)
+        with pytest.raises(Exception):  # noqa: B017
+            Client(url, auth=("bob", "pw"), verbose=False)  # one user's password is not another's
         one = Client(url, auth=("me", "pw"), verbose=False)
-        two = Client(url, auth=("me", "pw"), verbose=False)
+        two = Client(url, auth=("bob", "pw-bob"), verbose=False)
         messages, status, box = one.predict("How much does the battery store?", "RAG", "active", api_name="/chat")
         assert "battery.txt" in _text(messages[-1]["content"]) and status.startswith("context") and box == ""
         messages, _status, _box = two.predict("What does E116 mean?", "RAG", "none", api_name="/chat")
@@ -366,8 +374,49 @@ def test_the_served_app_answers_through_its_api_behind_a_login(ws: Workspace) ->
             "How much does the battery store?",
             "and the warranty?",
         ]
+        # each login's conversation is kept as theirs
+        assert [t for _, t in ws.conversations.titles("me")] == ["How much does the battery store?"]
+        assert [t for _, t in ws.conversations.titles("bob")] == ["What does E116 mean?"]
     finally:
         app.close()
+
+
+def test_logins_come_from_a_users_file_of_hashed_passwords_and_the_configured_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    users = tmp_path / "home" / A.USERS_FILE
+    logins = A.Logins(users, ("me", "pw"))
+    assert logins and logins.check("me", "pw") and not logins.check("ann", "x")
+    assert not A.Logins(users) and not A.Logins(None)  # no file, no pair: no login required
+    assert A.add_user(users, "ann", "secret-ann") and A.add_user(users, "bob", "secret-bob")
+    text = users.read_text()
+    assert "secret" not in text and text.count(":scrypt$") == 2 and oct(users.stat().st_mode & 0o777) == "0o600"
+    # the file is read again when it changes: no restart
+    assert logins.check("ann", "secret-ann") and logins.check("bob", "secret-bob") and logins.check("me", "pw")
+    assert not logins.check("ann", "secret-bob") and not logins.check("bob", "") and not logins.check("eve", "pw")
+    assert not A.add_user(users, "ann", "new-pw")  # a new password for ann
+    assert logins.check("ann", "new-pw") and not logins.check("ann", "secret-ann")
+    A.remove_user(users, "bob")
+    assert not logins.check("bob", "secret-bob") and list(A.Logins(users).users()) == ["ann"]
+    with pytest.raises(AssistantError, match="no login 'bob'"):
+        A.remove_user(users, "bob")
+    with pytest.raises(AssistantError, match="without spaces or ':'"):
+        A.add_user(users, "a:b", "pw")
+
+    # python -m assistant.app add-user NAME
+    from assistant.app.logins import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw-carl\n"))
+    home = ["--home", str(tmp_path / "home")]
+    assert main(["add-user", "carl", "--password-stdin", *home]) == 0
+    assert logins.check("carl", "pw-carl")
+    assert main(["users", *home]) == 0 and capsys.readouterr().out.endswith("ann\ncarl\n")
+    assert main(["remove-user", "nobody", *home]) == 1 and "no login 'nobody'" in capsys.readouterr().err
+    users.write_text("ann:plain-text\n")
+    with pytest.raises(AssistantError, match="is not `name:scrypt"):
+        A.Logins(users).check("ann", "plain-text")
 
 
 def test_failed_logins_are_slowed_down_and_a_right_one_resets_them() -> None:
@@ -497,12 +546,40 @@ def test_an_adapter_that_scored_below_the_base_asks_before_activating(ws: Worksp
     meta = json.loads((folder / "adapter.json").read_text())
     answers = {"questions": 20, "base/rag": {"em": 2.0, "f1": 5.9}, "adapter/rag": {"em": 0.0, "f1": 2.0}}
     (folder / "adapter.json").write_text(json.dumps({**meta, "evaluation": {"answers": answers}}))
-    notice, *_rest, line, confirm = A.activate(ws, "worse")
+    # the Adapters tab
+    notice, *_rest, picker, line, confirm = A.activate(ws, "worse")
     assert "scored below the base model" in notice and "2.0 against 5.9" in notice and confirm["visible"]
     assert Registry(ws.home).active() is None and line == "Active: **base model** (no adapter)"
-    notice, *_rest, line, confirm = A.activate(ws, "worse", True)
+    notice, *_rest, picker, line, confirm = A.activate(ws, "worse", True)
     assert notice == "Active adapter: **worse**." and not confirm["visible"]
     assert A.active_state(ws) == line == "Active: **worse** · RAG F1 base → tuned: 5.9 → 2.0"
+    assert picker["choices"][0] == ("active (worse)", "active")  # the Chat tab's model picker
+    ws.activate("none")
+
+    # the Fine-tune tab, after a finished run that made it (a process that ended well, its adapter registered)
+    with pytest.raises(A.UserError, match="no finished training"):
+        A.activate_trained(ws)
+    ws.job.name, ws.job.process = "worse", subprocess.Popen([sys.executable, "-c", ""])
+    ws.job.wait(60)
+    assert ws.job.status().state == "completed"
+    notice, picker, line, confirm = A.activate_trained(ws)
+    assert "scored below the base model" in notice and "Activate anyway" in notice and confirm["visible"]
+    assert Registry(ws.home).active() is None and line == "Active: **base model** (no adapter)"
+    assert picker["choices"][0] == ("active (none: base model)", "active")
+    notice, picker, line, confirm = A.activate_trained(ws, True)
+    assert notice.startswith("Active adapter: **worse**.") and not confirm["visible"]
+    assert line == "Active: **worse** · RAG F1 base → tuned: 5.9 → 2.0"
+    assert picker["choices"][0] == ("active (worse)", "active")
+
+    # an adapter that scored at least as well as the base is activated at once
+    better = trained_adapter(tiny_lm, ws.home, "better")
+    answers = {"questions": 20, "base/rag": {"em": 2.0, "f1": 5.9}, "adapter/rag": {"em": 4.0, "f1": 8.0}}
+    meta = json.loads((better / "adapter.json").read_text())
+    (better / "adapter.json").write_text(json.dumps({**meta, "evaluation": {"answers": answers}}))
+    ws.job.name = "better"
+    notice, picker, line, confirm = A.activate_trained(ws)
+    assert notice.startswith("Active adapter: **better**.") and not confirm["visible"]
+    assert line == "Active: **better** · RAG F1 base → tuned: 5.9 → 8.0"
 
 
 def test_sources_show_similarity_as_a_percentage_word_boundary_snippets_and_chips(ws: Workspace) -> None:
@@ -572,8 +649,19 @@ def test_training_estimate_uses_the_dataset_and_this_machines_measured_speed(ws:
     run.mkdir(parents=True)
     (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "total_steps": 9, "loss": 2.0, "tokens_per_s": 0.01}))
     slow = A.training_estimate(ws, 2, 0)
-    assert "0 tokens/s (measured here)" in slow and "⚠️ Over an hour" in slow
+    assert "0 tokens/s (earlier runs here)" in slow and "⚠️ Over an hour" in slow
     assert "steps ×" in A.training_estimate(ws, 2, 3)
+
+    # Estimate time: a few timed steps of the base model on the dataset, kept for these settings
+    measured = A.measure_training(ws, 2, 0)
+    assert measured.startswith("**Estimate** (measured on this machine):")
+    assert f"- {examples:,} examples × 2 epochs = " in measured and "tokens/s (3 timed steps" in measured
+    precision = "bf16 autocast (fp32 weights)" if cpu_has_bf16() else "fp32"  # precision = "auto" on a CPU
+    assert f"- precision: {precision}" in measured and "- estimated training time: " in measured
+    assert "Over an hour" not in measured and "over an hour" not in measured
+    again = A.training_estimate(ws, 4, 0)  # another length: the same measurement, no new one
+    assert f"- {examples:,} examples × 4 epochs = " in again and again.split("\n")[2] == measured.split("\n")[2]
+    assert A.training_estimate(ws, 2, 0) == measured
 
 
 def test_the_loss_frame_has_integer_steps_in_order_with_validation_points() -> None:

@@ -117,3 +117,11 @@ def test_a_number_and_words_from_far_apart_sentences_do_not_support_a_claim() ->
     assert checked.unsupported and checked.cited == []
     near = check_citations("The battery stores 10.2 kWh.", [(1, source)])
     assert near.cited == [1] and not near.unsupported
+
+
+def test_a_number_must_stand_with_its_unit_in_the_source() -> None:
+    source = "The HB-10 battery stores 10.2 kWh and weighs 98 kg. Its warranty covers the battery."
+    checked = check_citations("The answer is: 10.2 years.", [(1, source)], question="How long is the warranty?")
+    assert checked.unsupported and checked.cited == []
+    assert check_citations("It stores 10.2 kWh.", [(1, source)]).cited == [1]
+    assert check_citations("It weighs 98 kg, a battery.", [(1, source)]).cited == [1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -165,7 +166,7 @@ def test_the_cli_builds_trains_activates_and_a_killed_run_changes_nothing(corpus
     process.send_signal(signal.SIGKILL)
     process.wait()
     listed = json.loads(run_ragtune("adapters", "list", "--json", *common).stdout)
-    assert [(a["name"], a["active"]) for a in listed] == [("first", True)]
+    assert [(a["name"], a["active"]) for a in listed if a["name"] != "starter"] == [("first", True)]
     assert json.loads((home / "adapters" / "active.json").read_text())["active"] == "first"
 
     again = run_ragtune("finetune", "--resume", "second", "--no-eval", *common, "--set", "steps=2")
@@ -197,3 +198,49 @@ def test_model_written_questions_keep_only_answers_copied_from_the_chunk(scripte
     ]
     assert pairs[1].sentence == "Brightwell Energy designed the battery in 2019." and pairs[0].chunk_id == "c1"
     assert "Passage:\n" + PROSE in scripted.prompts[0][0]["content"]
+
+
+def test_grounded_rows_show_their_passage_among_distractors_and_cite_it(tiny_lm: str, tmp_path: Path) -> None:
+    from assistant.config import AssistantConfig
+    from assistant.settings import Settings
+    from assistant.training import training_formats
+    from finetune.config import FinetuneConfig
+    from finetune.data import NOT_IN_SOURCES, build_dataset
+    from ingest.config import IngestConfig
+
+    rows = [
+        {
+            "question": f"What does section {n} cover?",
+            "answer": f"topic {n}",
+            "context": f"Section {n} of the manual covers topic {n}. It is short.",
+            "source": "manual.txt",
+        }
+        for n in range(12)
+    ]
+    rows.append({"question": "Is it safe?", "answers": ["Yes. It is safe."], "context": "It was safe.", "title": "P 1"})
+    rows.append({"question": " ", "answer": "x", "context": "y"})
+    file = tmp_path / "rows.jsonl"
+    file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ingest_config = IngestConfig(home=str(tmp_path / "home"))
+    tune = FinetuneConfig(
+        examples=(str(file),), synthetic="none", tool_examples=0, closed_book=0.0, max_tokens=4000, val_share=0.0
+    )
+    tune = dataclasses.replace(tune, test_share=0.0, golden_share=0.75, distractors=2)
+    formats = training_formats(Settings(ingest=ingest_config, assistant=AssistantConfig(model=tiny_lm)), None)
+    report = build_dataset(tune, ingest_config, tiny_lm, formats, tmp_path / "ds")
+
+    assert report["problems"] == ["rows.jsonl:14: question is empty or not a string"]
+    examples = [json.loads(line) for line in (tmp_path / "ds" / "train.jsonl").read_text().splitlines()]
+    assert len(examples) == 13 and {e["kind"] for e in examples} == {"context", "abstain"}
+    for example in examples:
+        prompt, reply = example["messages"][-2]["content"], example["messages"][-1]["content"]
+        passage = example["qa"]["context"]
+        if example["kind"] == "context":
+            number = int(reply.rsplit("[", 1)[1].rstrip("]"))
+            assert reply == f"{example['qa']['answers'][0]} [{number}]"
+            assert prompt.split(f"[{number}] (", 1)[1].split("\n", 1)[1].startswith(passage)
+        else:
+            assert reply == NOT_IN_SOURCES and passage not in prompt
+        if example["qa"]["source"] == "manual.txt":  # a distractor from the same document, one from anywhere
+            assert prompt.count("(manual.txt") >= (2 if example["kind"] == "context" else 1)
+            assert prompt.count("Section ") + prompt.count("It was safe") == 3 - (example["kind"] == "abstain")

@@ -59,6 +59,7 @@ CONFIG = FinetuneConfig(
     target_modules=LAYERS,
     device="cpu",
     patience=0,
+    precision="fp32",  # the same numbers on every CPU ("auto" autocasts to bf16 where the CPU has it)
 )
 
 
@@ -213,6 +214,23 @@ def test_user_errors_are_one_line_and_change_nothing(tiny_lm: str, tmp_path: Pat
     (Registry(home).root / "taken" / "adapter.json").write_text("{}")
     with pytest.raises(FinetuneError, match="'taken' exists"):
         finetune(dataclasses.replace(CONFIG, name="taken"), tiny_lm, home, dataset, progress=False)
+
+
+def test_auto_precision_on_a_cpu_autocasts_exactly_when_it_multiplies_bf16(
+    tiny_lm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    import finetune.train as train
+
+    dataset = memorisation(tmp_path / "ds")
+    for native in (True, False):
+        monkeypatch.setattr(train, "cpu_has_bf16", lambda native=native: native)
+        auto = dataclasses.replace(CONFIG, name="p", precision="auto")
+        recipe = LoRARecipe(auto, tiny_lm, tmp_path / "home", dataset, "p", False)
+        recipe.setup()
+        assert recipe.autocast is native
+        assert {p.dtype for p in recipe.model.parameters()} == {torch.float32}  # weights stay fp32 either way
 
 
 def test_bf16_on_a_cpu_trains_with_autocast(tiny_lm: str, tmp_path: Path) -> None:

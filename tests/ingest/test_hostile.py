@@ -147,6 +147,9 @@ def test_zip_limit_is_a_setting(tmp_path: Path, tiny_config: IngestConfig) -> No
     report = ingest([folder], small, progress=False)
     assert report.files[0].status == "skipped" and "max_unzipped_mb 0.5)" in report.files[0].reason
     assert ingest([folder], tiny_config, progress=False).count("added") == 1
+    (folder / "report.docx").rename(folder / "renamed.doc")  # a .doc that is a zip is read as a .docx: checked too
+    report = ingest([folder], small, progress=False)
+    assert {f.status for f in report.files if f.path.endswith("renamed.doc")} == {"skipped"}
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")

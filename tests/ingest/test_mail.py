@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from ingest.errors import FileRejected
 from ingest.loaders import load_file
 from ingest.store import open_client, open_collection
 from tests.conftest import shared_data
+from tests.ingest.hostile_files import declared_bomb, docx_bytes
 from tests.ingest.test_pdf import text_pdf
 
 MB = 2**20
@@ -87,3 +89,51 @@ def test_example_mail() -> None:
         sections = load_file(path, 64 * MB)
     assert sections[0].text.startswith("From: ")
     assert "Subject:" in sections[0].text
+
+
+def bomb_mail(tmp_path: Path, attachment: bytes) -> Path:
+    """A mail with a body, a CSV and ``attachment`` as bomb.docx."""
+    message = EmailMessage()
+    message["From"] = "ana@example.com"
+    message["Subject"] = "Quarterly figures"
+    message.set_content("The pump sold well this quarter; the figures are attached.")
+    message.add_attachment(b"part,price\nfilter,12\npump,240\n", maintype="text", subtype="csv", filename="prices.csv")
+    docx = "vnd.openxmlformats-officedocument.wordprocessingml.document"
+    message.add_attachment(attachment, maintype="application", subtype=docx, filename="bomb.docx")
+    path = tmp_path / "figures.eml"
+    path.write_bytes(message.as_bytes())
+    return path
+
+
+def test_a_zip_bomb_attachment_is_one_note_and_the_rest_of_the_mail_is_kept(tiny_config, tmp_path: Path) -> None:
+    bomb = declared_bomb(tmp_path / "bomb.docx").read_bytes()  # 37 KB declaring 1 GiB
+    mail = bomb_mail(tmp_path, bomb)
+    sections = load_file(mail, 64 * MB)
+    assert sections[1].text.splitlines() == [
+        "Attachment prices.csv",
+        "Attachment bomb.docx: not read (unpacks to 1,024.8 MB (more than max_unzipped_mb 256): "
+        "a zip bomb, or raise max_unzipped_mb to ingest it)",
+    ]
+    assert {s.document for s in sections} == {"", "prices.csv"}
+
+    report = ingest([mail], tiny_config, progress=False)  # through the parser process
+    assert [(f.status, f.reason) for f in report.files] == [("added", "")]
+    collection = open_collection(
+        open_client(tiny_config.home_path), tiny_config.collection, tiny_config.embedding_model, False
+    )
+    assert collection is not None
+    got = collection.get(include=["metadatas", "documents"])
+    assert {m["source"] for m in got["metadatas"]} == {str(mail), f"{mail}#prices.csv"}
+    assert any("sold well" in d for d in got["documents"]) and any("bomb.docx: not read" in d for d in got["documents"])
+
+
+def test_the_zip_limit_setting_applies_to_attachments(tiny_config, tmp_path: Path) -> None:
+    mail = bomb_mail(tmp_path, docx_bytes("The valve opens at three bar."))  # unpacks to 0.8 MB
+    small = dataclasses.replace(tiny_config, max_unzipped_mb=0.5)
+    report = ingest([mail], small, progress=False)
+    assert report.files[0].status == "added"
+    collection = open_collection(open_client(small.home_path), small.collection, small.embedding_model, False)
+    assert collection is not None
+    documents = collection.get(include=["documents"])["documents"]
+    assert any("max_unzipped_mb 0.5" in d for d in documents)
+    assert not any("three bar" in d for d in documents)
