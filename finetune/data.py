@@ -385,19 +385,18 @@ def build_dataset(
 
     # grounded rows bring their own passages: shown among distractors like the collection's chunks
     passages: dict[str, Chunk] = {}
-    origins: dict[int, str] = {}
-    given: list[QA] = []
+    given: list[tuple[QA, str]] = []  # with the row each came from
     for row in grounded:
         g = row["grounded"]
         chunk_id = "passage-" + hashlib.sha256(f"{g['source']}\0{g['context']}".encode()).hexdigest()[:16]
         passages.setdefault(chunk_id, Chunk(chunk_id, g["context"], {"source": g["source"]}))
-        given.append(QA(g["question"], g["answer"], g["answer"], chunk_id, g["source"]))
-        origins[id(given[-1])] = row["origin"]
+        given.append((QA(g["question"], g["answer"], g["answer"], chunk_id, g["source"]), row["origin"]))
     rng = random.Random(config.seed)
     neighbours = Neighbours([*chunks, *passages.values()])
-    for qa in [*(qas if config.synthetic != "none" else []), *given]:
-        answer = qa.answer if id(qa) in origins else styled_answer(qa, config.answer_style)
-        origin = origins.get(id(qa), "synthetic")
+    made = [(qa, "") for qa in qas] if config.synthetic != "none" else []
+    for qa, row_origin in [*made, *given]:
+        answer = qa.answer if row_origin else styled_answer(qa, config.answer_style)  # a grounded row's, as given
+        origin = row_origin or "synthetic"
         meta = {
             "question": qa.question,
             "qa": {
