@@ -128,7 +128,7 @@ class Retriever:
         self.collection = collection
         if embedder is None:
             c = ingest_config
-            self.embedder = load_embedder(model_name, device, home, c.query_prompt, c.passage_prompt)
+            self.embedder = load_embedder(model_name, device, home, c.query_prompt, c.passage_prompt, c.embedding_dtype)
         else:
             self.embedder = embedder(model_name, device)
         ids = [i for r in records for i in r.chunk_ids]

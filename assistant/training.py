@@ -152,6 +152,15 @@ class Evaluation:
             return f"{answers['base/rag']['f1']:.1f} → {answers['adapter/rag']['f1']:.1f}"
         return ""
 
+    def below_base(self) -> tuple[float, float] | None:
+        """(tuned, base) RAG F1 on the test split when the adapter scored below the base model, else None."""
+        answers = self.data.get("answers") or {}
+        if "base/rag" in answers and "adapter/rag" in answers:
+            tuned, base = float(answers["adapter/rag"]["f1"]), float(answers["base/rag"]["f1"])
+            if tuned < base:
+                return tuned, base
+        return None
+
     def lines(self) -> list[str]:
         """The numbers as the CLI and the app show them."""
         lines = []
@@ -253,6 +262,7 @@ class Trained:
     result: TrainResult
     evaluation: Evaluation | None = None
     activated: bool = False
+    held_back: str = ""  # why an adapter asked to be activated was not
 
     def lines(self) -> list[str]:
         r = self.result
@@ -265,6 +275,8 @@ class Trained:
         lines = [head, *(self.evaluation.lines() if self.evaluation else [])]
         if self.activated:
             lines.append(f"activated {r.name}: the assistant uses it from the next question")
+        elif self.held_back:
+            lines.append(f"not activated: {self.held_back}; `ragtune adapters activate {r.name}` activates it anyway")
         else:
             lines.append(f"`ragtune adapters activate {r.name}` makes the assistant use it")
         return lines
@@ -285,7 +297,8 @@ def train(
     Args:
         settings: Everything: model, dataset, hyperparameters, the collection the evaluation searches.
         resume: Continue this adapter's interrupted run from its last checkpoint.
-        activate: Make the adapter active when training and evaluation succeed.
+        activate: Make the adapter active when training and evaluation succeed, unless it scored below the
+            base model (then it is kept, not activated, and ``held_back`` says why).
         evaluate: Run the before/after evaluation and record it in ``adapter.json``.
         eval_tools: Also run the tool-call eval, base and tuned.
         model: The base model already loaded, for the evaluation.
@@ -308,7 +321,10 @@ def train(
     if evaluate:
         trained.evaluation = evaluate_adapter(settings, result.name, tools=eval_tools, model=model, embedder=embedder)
         Registry(home, settings.assistant.model).update_metadata(result.name, evaluation=trained.evaluation.data)
-    if activate:
+    below = trained.evaluation.below_base() if trained.evaluation else None
+    if activate and below:
+        trained.held_back = f"it scored below the base model (RAG F1 {below[0]:.1f} against {below[1]:.1f})"
+    elif activate:
         activate_adapter(settings.assistant, home, result.name)
         trained.activated = True
     return trained

@@ -181,7 +181,9 @@ class Workspace:
             key = (name, device)
             if key not in self._embedders:
                 c = self.ingest
-                self._embedders[key] = load_embedder(name, device, c.home_path, c.query_prompt, c.passage_prompt)
+                self._embedders[key] = load_embedder(
+                    name, device, c.home_path, c.query_prompt, c.passage_prompt, c.embedding_dtype
+                )
             return self._embedders[key]
 
     def retriever(self) -> Retriever:

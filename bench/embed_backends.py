@@ -8,6 +8,10 @@ RSS is its own), after loading the model and a warm-up batch that are not timed:
 - ``embed:auto``: :func:`ingest.embedding.embed` with ``batch_size = 0``, the CPU default
   (at most ``CPU_BATCH`` chunks and ``CPU_BATCH_TOKENS`` padded tokens per batch).
 
+A third part names the weights' precision: ``embed:auto:fp32``, ``encode:64:bf16``. Without it
+``encode`` runs in fp32 (the raw baseline) and ``embed`` in ``embedding_dtype = "auto"`` (bf16 on
+a CPU with bf16 in hardware).
+
 The texts are chunks as ingest makes them (200 MiniLM tokens, title prefix): of the
 80,000-paragraph HTML page of ``bench/hostile.py`` (``--texts flat``) or of the SQuAD
 dev half (``--texts squad``). Prints chunks per second of wall time and per CPU-second
@@ -17,6 +21,7 @@ Repeat a run in the list to interleave the measurements.
 
 Run:  python bench/embed_backends.py                                   # batch sizes, flat page
       python bench/embed_backends.py --texts squad --runs encode:64 embed:auto
+      python bench/embed_backends.py --texts squad --runs encode:64 embed:auto:fp32 embed:auto
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ def chunk_texts(kind: str, model_name: str, limit: int, folder: Path) -> list[st
     from ingest.loaders import load_file
     from ingest.text import Section
 
-    model = load_embedder(model_name, "cpu")
+    model = load_embedder(model_name, "cpu", dtype="fp32")
     chunker = Chunker(model.tokenizer, 200, 32, max_text_tokens(model))
     documents: list[tuple[str, list[Section]]] = []
     if kind == "flat":
@@ -69,8 +74,8 @@ import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
 from ingest.embedding import embed, load_embedder
 texts = json.load(open(sys.argv[2]))
-how, _, size = sys.argv[3].partition(":")
-model = load_embedder(sys.argv[4], "cpu")
+how, size, *dtype = sys.argv[3].split(":")
+model = load_embedder(sys.argv[4], "cpu", dtype=dtype[0] if dtype else "fp32" if how == "encode" else "auto")
 loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 model.encode(texts[:8], show_progress_bar=False)
 cpu = resource.getrusage(resource.RUSAGE_SELF)
@@ -107,7 +112,10 @@ def main() -> None:
         "--embedding-model", default="sentence-transformers/all-MiniLM-L6-v2", help="model name or path"
     )
     parser.add_argument(
-        "--runs", nargs="+", default=list(DEFAULT_RUNS), help="encode:N, embed:N or embed:auto; repeat to interleave"
+        "--runs",
+        nargs="+",
+        default=list(DEFAULT_RUNS),
+        help="encode:N, embed:N or embed:auto, each optionally :fp32 or :bf16; repeat to interleave",
     )
     args = parser.parse_args()
 

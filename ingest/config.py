@@ -57,6 +57,7 @@ class IngestConfig:
     file_timeout_s: float = 300.0  # parsing one file longer than this is stopped; 0: parse in this process
     follow_symlinks: bool = False  # also read links that point outside the folders being ingested
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    embedding_dtype: str = "auto"  # auto | fp32 | bf16; auto: bf16 on a GPU that has it or a CPU with bf16 in hardware
     chroma_url: str = ""  # empty: embedded PersistentClient in the data home
     ocr: bool = True  # read PDF pages that have no text layer with OCR (RapidOCR)
     context_prefix: bool = True  # embed and index each chunk with its document title and heading path
@@ -78,6 +79,8 @@ class IngestConfig:
             raise IngestError("max_file_mb must be positive")
         if self.max_unzipped_mb <= 0 or self.file_timeout_s < 0:
             raise IngestError("max_unzipped_mb must be positive and file_timeout_s 0 (no limit) or more")
+        if self.embedding_dtype not in ("auto", "fp32", "bf16"):
+            raise IngestError(f"embedding_dtype={self.embedding_dtype!r} is unknown: use auto, fp32 or bf16")
         if self.batch_size < 0 or self.group_chunks < 1:
             raise IngestError("batch_size must be 0 (auto) or more, and group_chunks at least 1")
 

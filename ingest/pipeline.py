@@ -333,7 +333,9 @@ class _LazyEmbedder:
             if self._load is not None:
                 self._model = self._load(name, c.device)
             else:
-                self._model = load_embedder(name, c.device, c.home_path, c.query_prompt, c.passage_prompt)
+                self._model = load_embedder(
+                    name, c.device, c.home_path, c.query_prompt, c.passage_prompt, c.embedding_dtype
+                )
         return self._model
 
     def note_languages(self, group: list[_Prepared], metadatas: list[dict[str, Any]]) -> None:

@@ -38,14 +38,12 @@ def adapter_rows(ws: Workspace) -> list[list[Any]]:
 def adapter_warning(ws: Workspace, name: str) -> str:
     """Why activating ``name`` needs a second thought ("" when it scored at least as well as the base model)."""
     meta = next((a.metadata for a in ws.adapters() if a.name == name), None)
-    answers = ((meta or {}).get("evaluation") or {}).get("answers") or {}
-    if "base/rag" in answers and "adapter/rag" in answers:
-        base, tuned = answers["base/rag"]["f1"], answers["adapter/rag"]["f1"]
-        if tuned < base:
-            return (
-                f"⚠️ **{name}** scored below the base model on the test split: RAG F1 {tuned:.1f} against "
-                f"{base:.1f} for the base model. Answers may get worse. Press **Activate anyway** to use it."
-            )
+    below = Evaluation((meta or {}).get("evaluation") or {}).below_base()
+    if below:
+        return (
+            f"⚠️ **{name}** scored below the base model on the test split: RAG F1 {below[0]:.1f} against "
+            f"{below[1]:.1f} for the base model. Answers may get worse. Press **Activate anyway** to use it."
+        )
     return ""
 
 

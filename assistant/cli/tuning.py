@@ -41,7 +41,11 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     f.add_argument("--dataset", help="dataset name or folder (default: default)")
     f.add_argument("--collection", help="the collection the before/after RAG answers search (default: documents)")
     f.add_argument("--resume", metavar="NAME", help="continue an interrupted run from its last checkpoint")
-    f.add_argument("--activate", action="store_true", help="activate the adapter when training succeeds")
+    f.add_argument(
+        "--activate",
+        action="store_true",
+        help="activate the adapter when training succeeds and it scores at least as well as the base model",
+    )
     f.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
     f.add_argument("--eval-tools", action="store_true", help="also run the tool-call eval, base and tuned (slow)")
     f.add_argument(

@@ -179,3 +179,31 @@ def test_the_bundled_model_with_the_starter_cites_the_e116_answer_and_calls_the_
     reply = json.loads(agent.stdout)
     assert [c["name"] for c in reply["calls"]][:1] == ["calculator"], reply
     assert "44211321" in re.sub(r"[,\s]", "", reply["answer"]), reply["answer"]
+
+
+@pytest.mark.parametrize(("tuned_f1", "activated"), [(2.0, False), (5.9, True)])
+def test_activate_when_done_holds_back_an_adapter_that_scored_below_the_base(
+    tuned_f1: float, activated: bool, tiny_lm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant import training
+    from assistant.config import AssistantConfig
+    from assistant.settings import Settings
+    from ingest.config import IngestConfig
+
+    answers = {"questions": 20, "base/rag": {"em": 2.0, "f1": 5.9}, "adapter/rag": {"em": 0.0, "f1": tuned_f1}}
+    # the evaluation's numbers are given: what is tested is what train() does with them
+    monkeypatch.setattr(training, "evaluate_adapter", lambda *a, **k: training.Evaluation({"answers": answers}))
+    tune = dataclasses.replace(CONFIG, name="new", epochs=1, dataset=str(memorisation(tmp_path / "ds")))
+    settings = Settings(
+        ingest=IngestConfig(home=str(tmp_path / "home")), assistant=AssistantConfig(model=tiny_lm), finetune=tune
+    )
+    done = training.train(settings, activate=True)
+    assert done is not None and done.activated is activated
+    active = Registry(settings.home, tiny_lm).active()
+    lines = "\n".join(done.lines())
+    if activated:
+        assert active == "new" and "activated new" in lines
+    else:
+        assert active is None  # the base model stays
+        assert "not activated: it scored below the base model (RAG F1 2.0 against 5.9)" in lines
+        assert "`ragtune adapters activate new` activates it anyway" in lines

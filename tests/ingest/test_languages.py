@@ -200,17 +200,21 @@ def test_e5_prompts_go_before_queries_and_passages(tmp_path: Path) -> None:
 
     from ingest.embedding import embed, embed_queries, load_embedder, max_text_tokens
 
-    with_prompts = load_embedder(str(_tiny_xlmr(tmp_path / "e5", {"query": "query: ", "passage": "passage: "})), "cpu")
-    plain = load_embedder(str(_tiny_xlmr(tmp_path / "plain", None)), "cpu")
+    prompts = {"query": "query: ", "passage": "passage: "}
+    with_prompts = load_embedder(str(_tiny_xlmr(tmp_path / "e5", prompts)), "cpu", dtype="fp32")  # exact comparisons
+    plain = load_embedder(str(_tiny_xlmr(tmp_path / "plain", None)), "cpu", dtype="fp32")
     text = "the warranty covers battery defects"
 
     def raw(model, s: str) -> np.ndarray:
         return model.encode([s], normalize_embeddings=True, convert_to_numpy=True)[0]
 
-    np.testing.assert_allclose(embed(with_prompts, [text], progress=False)[0], raw(with_prompts, f"passage: {text}"))
-    np.testing.assert_allclose(embed_queries(with_prompts, [text])[0], raw(with_prompts, f"query: {text}"))
+    close = {"rtol": 1e-5, "atol": 1e-6}  # ours re-normalises in float32
+    np.testing.assert_allclose(
+        embed(with_prompts, [text], progress=False)[0], raw(with_prompts, f"passage: {text}"), **close
+    )
+    np.testing.assert_allclose(embed_queries(with_prompts, [text])[0], raw(with_prompts, f"query: {text}"), **close)
     assert not np.allclose(embed_queries(with_prompts, [text])[0], raw(with_prompts, text), atol=1e-4)
-    np.testing.assert_allclose(embed_queries(plain, [text])[0], raw(plain, text))
+    np.testing.assert_allclose(embed_queries(plain, [text])[0], raw(plain, text), **close)
     # the passage prompt's tokens count against the model's limit, so chunks are never cut
     assert max_text_tokens(with_prompts) < max_text_tokens(plain)
 
@@ -221,7 +225,7 @@ def test_prompts_from_settings_when_the_model_has_none(tmp_path: Path) -> None:
     from ingest.embedding import embed, embed_queries, load_embedder
 
     path = str(_tiny_xlmr(tmp_path / "plain", None))
-    model = load_embedder(path, "cpu", query_prompt="query: ", passage_prompt="passage: ")
+    model = load_embedder(path, "cpu", query_prompt="query: ", passage_prompt="passage: ", dtype="fp32")
     text = "battery warranty"
     expected_query = model.encode([f"query: {text}"], normalize_embeddings=True)[0]
     expected_passage = model.encode([f"passage: {text}"], normalize_embeddings=True)[0]
