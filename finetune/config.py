@@ -40,7 +40,7 @@ class FinetuneConfig:
     init_adapter: str = "starter"  # start from: starter (when it fits the model) | none | an adapter's name or folder
     lora_r: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0  # > 0 draws a random mask for every LoRA input: 1.12x the training time on a CPU
     target_modules: tuple[str, ...] = ("all-linear",)
     dora: bool = False  # weight-decomposed LoRA
     quantize: str = ""  # "4bit": QLoRA (CUDA and bitsandbytes)

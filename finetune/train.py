@@ -271,7 +271,9 @@ class LoRARecipe:
         init = self._init_adapter()
         if init:  # go on from an adapter's weights (its rank and target modules with them)
             try:
-                model = PeftModel.from_pretrained(model, init, is_trainable=True)
+                start = LoraConfig.from_pretrained(init)
+                start.lora_dropout = self.config.lora_dropout  # a setting of this run, not of the adapter
+                model = PeftModel.from_pretrained(model, init, is_trainable=True, config=start)
             except Exception as e:
                 raise FinetuneError(
                     f"init_adapter {self.config.init_adapter!r} cannot be loaded ({type(e).__name__}): "

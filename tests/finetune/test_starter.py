@@ -106,10 +106,16 @@ def test_training_starts_from_the_init_adapter(tiny_lm: str, tmp_path: Path) -> 
     done = finetune(first, tiny_lm, home, dataset, progress=False)
     assert done.adapter is not None
 
+    # an adapter trained with dropout: this run's own lora_dropout (0) applies, not the adapter's
+    saved_config = done.adapter / "adapter_config.json"
+    saved_config.write_text(json.dumps({**json.loads(saved_config.read_text()), "lora_dropout": 0.3}))
+
     # the recipe's LoRA weights before the first step are the named adapter's
     config = dataclasses.replace(CONFIG, name="second", epochs=1, lora_dropout=0.0, init_adapter="first")
     recipe = LoRARecipe(config, tiny_lm, home, dataset, "second", progress=False)
     recipe.setup()
+    dropouts = [m for name, m in recipe.model.named_modules() if name.endswith("lora_dropout.default")]
+    assert dropouts and all(isinstance(m, torch.nn.Identity) for m in dropouts)
     from safetensors.torch import load_file
 
     saved = load_file(done.adapter / "adapter_model.safetensors")
