@@ -40,13 +40,10 @@ CPU_BATCH_TOKENS = 4096
 GPU_BATCH = 512
 
 
-DTYPES = ("auto", "fp32", "bf16")
-
-
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX) and torch can use it (oneDNN).
 
-    Then bf16 weights embed and generate faster, and bf16 autocast trains about 1.8x faster than fp32.
+    Then bf16 weights embed and generate faster, and bf16 autocast trains faster (docs/benchmarks.md).
     """
     import torch
 
@@ -60,7 +57,7 @@ def cpu_has_bf16() -> bool:
 def pick_dtype(dtype: str, device: str) -> str:
     """The weights' precision for embedding on ``device``: ``dtype`` unless it is ``"auto"``.
 
-    auto is bf16 on a CUDA GPU that supports it and on a CPU that computes bf16 in hardware (twice the
+    auto is bf16 on a CUDA GPU that supports it and on a CPU that computes bf16 in hardware (1.7x the
     chunks per second of fp32 here, vectors at cosine >= 0.998 of fp32's); fp32 elsewhere.
     """
     if dtype != "auto":
