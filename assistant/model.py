@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 from assistant.errors import AssistantError
 from finetune.adapters import check_fits
-from finetune.base_model import cpu_has_bf16, load_chat_tokenizer, render_chat, resolve_model_path, unloadable
+from finetune.base_model import load_chat_tokenizer, render_chat, resolve_model_path, unloadable
 from finetune.errors import FinetuneError
-from ingest.embedding import pick_device
+from ingest.embedding import cpu_has_bf16, pick_device
 
 CPU_DTYPES = ("auto", "fp32", "bf16")
 Message = dict[str, Any]  # role, content; tool_calls / name / tool_call_id in agent transcripts

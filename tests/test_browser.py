@@ -22,7 +22,7 @@ import pytest
 
 from assistant.app.logins import USERS_FILE, add_user
 from assistant.conversations import CONVERSATIONS_FILE, Conversations
-from finetune.base_model import cpu_has_bf16
+from ingest.embedding import cpu_has_bf16
 from tests.conftest import ROOT, free_port, trained_adapter
 
 CHROMIUM = "/usr/bin/chromium"

@@ -17,9 +17,9 @@ from assistant.errors import AssistantError
 from assistant.settings import Settings
 from assistant.workspace import Upload, Workspace, safe_name
 from finetune.adapters import Registry
-from finetune.base_model import cpu_has_bf16
 from finetune.config import FinetuneConfig
 from finetune.errors import FinetuneError
+from ingest.embedding import cpu_has_bf16
 from tests.conftest import free_port, trained_adapter
 
 DOC = (

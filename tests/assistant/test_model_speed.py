@@ -9,7 +9,7 @@ import pytest
 from assistant.config import AssistantConfig
 from assistant.errors import AssistantError
 from assistant.model import LocalModel, complete, pick_dtype
-from finetune.base_model import cpu_has_bf16
+from ingest.embedding import cpu_has_bf16
 from tests.conftest import trained_adapter
 
 QUESTION = [
