@@ -16,6 +16,7 @@ import dataclasses
 import io
 import json
 import re
+import statistics
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -363,11 +364,7 @@ def _load_csv(path: Path) -> list[Section]:
     rows = [row for row in csv.reader(io.StringIO(text), dialect) if any(cell.strip() for cell in row)]
     if not rows:
         return []
-    try:
-        has_header = len(rows) > 1 and csv.Sniffer().has_header(text[:8192])
-    except csv.Error:
-        has_header = False
-    if not has_header:
+    if not _has_header(rows, text[:8192]):
         return [Section("\n".join(" | ".join(cell.strip() for cell in row) for row in rows))]
     header, body = rows[0], rows[1:]
     lines = []
@@ -378,6 +375,40 @@ def _load_csv(path: Path) -> list[Section]:
         pairs += [v.strip() for v in row[len(header) :] if v.strip()]
         lines.append("; ".join(pairs))
     return [Section("\n".join(lines))]
+
+
+_NUMBER = re.compile(r"[-+]?[$€£]?\d[\d.,]*\s*%?")
+
+
+def _has_header(rows: list[list[str]], sample: str) -> bool:
+    """Whether the first of ``rows`` names the columns.
+
+    ``csv.Sniffer`` decides by the cells' types and lengths, which says no for columns of
+    free text. Then the first row is a header when its cells are all filled, distinct and
+    not numbers, none of them recurs in its column, and in at least half the columns the
+    name is at most half as long as the column's typical value or the values are numbers
+    ("code,name,meaning" over rows of sentences).
+    """
+    if len(rows) < 2:
+        return False
+    try:
+        if csv.Sniffer().has_header(sample):
+            return True
+    except csv.Error:
+        pass
+    names = [cell.strip() for cell in rows[0]]
+    if not all(names) or len(set(names)) < len(names) or any(_NUMBER.fullmatch(n) for n in names):
+        return False
+    votes = 0
+    for i, name in enumerate(names):
+        column = [row[i].strip() for row in rows[1:] if i < len(row) and row[i].strip()]
+        if name in column:
+            return False
+        if column and (
+            2 * len(name) <= statistics.median(len(v) for v in column) or all(_NUMBER.fullmatch(v) for v in column)
+        ):
+            votes += 1
+    return 2 * votes >= len(names)
 
 
 def _load_json(path: Path) -> list[Section]:

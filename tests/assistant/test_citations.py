@@ -125,3 +125,20 @@ def test_a_number_must_stand_with_its_unit_in_the_source() -> None:
     assert checked.unsupported and checked.cited == []
     assert check_citations("It stores 10.2 kWh.", [(1, source)]).cited == [1]
     assert check_citations("It weighs 98 kg, a battery.", [(1, source)]).cited == [1]
+
+
+def test_a_code_the_question_names_must_be_in_the_passage_but_its_quantities_need_not() -> None:
+    sources = [
+        (1, "E106 Grid voltage out of range. The grid voltage is outside 196 to 253 V."),
+        (2, "E116 Current clamp reversed. The meter reports power flowing the wrong way."),
+    ]
+    question = "What does error E116 mean?"
+    wrong = check_citations("E116 means the grid voltage is outside 196 to 253 V.", sources, question=question)
+    assert wrong.unsupported and wrong.cited == []
+    right = check_citations("E116 means the current clamp is reversed.", sources, question=question)
+    assert right.cited == [2] and not right.unsupported
+    # a quantity asked about is not a code: "yes, 40 to 60 V" answers "Is 48 V enough?"
+    range_source = [(1, "The battery runs on 40 to 60 V.")]
+    claim = "Yes, 48 V is within the battery's range of 40 to 60 V."
+    enough = check_citations(claim, range_source, question="Is 48 V enough for the battery?")
+    assert enough.cited == [1] and not enough.unsupported

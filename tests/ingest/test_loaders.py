@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import zipfile
@@ -145,6 +146,30 @@ def test_csv_rows_keep_their_headers_and_delimiter(tmp_path: Path) -> None:
     text = _text(load_file(path, MB))
     assert "code: E1; name: Overheat; fix: Let it cool down" in text
     assert "name: Fan, stuck" in text
+
+
+def test_csv_headers_over_text_columns_are_recognised(tmp_path: Path) -> None:
+    # csv.Sniffer says "no header" when every column is text; the names are still far shorter than the values
+    path = tmp_path / "codes.csv"
+    path.write_text(
+        "code,name,meaning\n"
+        'E1,Overheat,"The inverter is above 70 degrees, so power is reduced until it cools down."\n'
+        "E10,Fan stuck,The cooling fan does not turn; clean it or ask your installer to replace it.\n"
+        "E100,Meter missing,No data comes from the energy meter.\n"
+    )
+    assert not csv.Sniffer().has_header(path.read_text())
+    text = _text(load_file(path, MB))
+    assert text.splitlines()[1] == (
+        "code: E10; name: Fan stuck; "
+        "meaning: The cooling fan does not turn; clean it or ask your installer to replace it."
+    )
+    # a first row that reads like the others is data, not a header
+    path.write_text(
+        "Anna Berg,Installer who fitted the first batteries in the north region\n"
+        "Jon Dale,Support engineer for inverters and meters in the south region\n"
+        "Eva Lindqvist,Trainer for new installers\n"
+    )
+    assert _text(load_file(path, MB)).startswith("Anna Berg | Installer who fitted")
 
 
 def test_json_and_jsonl_are_flattened(tmp_path: Path) -> None:
