@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant.words import STOPWORDS, content_words, has_digit, stem, word_spans, words
+from assistant.words import STOPWORDS, content_words, has_digit, has_letter, stem, word_spans, words
 
 __all__ = ["CitedAnswer", "SentenceCheck", "check_citations", "split_sentences"]
 
@@ -226,7 +226,7 @@ def check_citations(
     known_numbers = {w.replace(",", "") for w in known_words if has_digit(w)}
     # The question's quantities need not be in a passage ("Is 48 V enough?" -> "yes, 40 to 60 V"),
     # but a code it names (E116) must: a passage about E106 does not say what E116 means.
-    question_numbers = {w.replace(",", "") for w in words(question) if has_digit(w) and not _has_letter(w)}
+    question_numbers = {w.replace(",", "") for w in words(question) if has_digit(w) and not has_letter(w)}
     spans = split_sentences(answer)
     bodies = [_body(answer[a:b]) for a, b in spans]
     similarity = _similarities(bodies, numbered, embed) if embed is not None else None
@@ -271,10 +271,6 @@ def check_citations(
             )
         )
     return CitedAnswer(answer, checks, len(numbered))
-
-
-def _has_letter(word: str) -> bool:
-    return any(c.isalpha() for c in word)
 
 
 def _passages(text: str) -> list[tuple[set[str], set[tuple[str, str]]]]:

@@ -64,6 +64,10 @@ def has_digit(word: str) -> bool:
     return any(ch.isdigit() for ch in word)
 
 
+def has_letter(word: str) -> bool:
+    return any(ch.isalpha() for ch in word)
+
+
 def content_words(text: str) -> set[str]:
     """The stems of the words of ``text`` that are not stopwords; numbers included (``1,000`` as ``1000``)."""
     terms = set()

@@ -173,7 +173,7 @@ def main() -> None:
         tokens = sum(len(i) for i in model.tokenizer(texts)["input_ids"]) / len(texts)
         flops = chunk_flops(model, tokens)
         bound = matmul_flops(torch.bfloat16 if dtype == "bf16" else torch.float32) / flops
-        raw_bound = matmul_flops(torch.float32) / flops
+        raw_bound = bound if dtype == "fp32" else matmul_flops(torch.float32) / flops
 
     chunks = len(texts)
     ratio = (chunks / ingest_s) / (chunks / raw_s)
