@@ -12,6 +12,12 @@ and every number in it is in the source too. Then:
 - numbers and names (capitalised words not opening a sentence) that appear in no
   source, nor in the question, are listed as ``unknown_terms``.
 
+Words are not enough where one says "not": "The battery can charge in freezing
+weather" shares every content word with "the battery cannot charge in freezing
+weather without its heater". So the clause of a passage that shares most words
+with a claim must agree with it on negation (both negated or neither) for the
+passage to support the claim.
+
 Sentences end at ``. ! ?`` followed by a space and a capital (abbreviations,
 initials and decimals do not end one), at the CJK full stop, exclamation and question
 marks, and at line breaks; a
@@ -43,6 +49,18 @@ _ABBREVIATIONS = frozenset(
     ("e.g", "i.e", "etc", "vs", "cf", "dr", "mr", "mrs", "ms", "prof", "st", "jr", "sr", "no", "nos", "fig", "figs")
 ) | frozenset(("p", "pp", "vol", "approx", "ca", "inc", "ltd", "co", "corp", "dept", "est", "jan", "feb", "mar"))
 _NOT_NAMES = _ABBREVIATIONS | {"i"}
+# Words that negate a statement, in the languages the assistant answers in most ("no" doubles as
+# Spanish/Italian; words ending in "n't" are negations too). "not only" (... "but also") is not one.
+_NEGATIONS = (
+    frozenset(("not", "no", "never", "cannot", "none", "nothing", "nobody", "nowhere", "neither", "nor"))  # en
+    | frozenset(("nicht", "kein", "keine", "keinen", "keinem", "keiner", "keines", "nie", "niemals"))  # de
+    | frozenset(("ne", "pas", "jamais", "aucun", "aucune", "non"))  # fr
+    | frozenset(
+        ("nunca", "jamás", "ninguno", "ninguna", "nada", "nem", "não", "nenhum", "nenhuma", "mai", "nessuno")
+    )  # es, pt, it
+)
+# Where a sentence's clauses part: the negation of one ("No action needed") says nothing of the next.
+_CLAUSE = re.compile(r"[;:,()]|\s[–—-]\s|\b(?:but|because|although|though|while|whereas|so|and then)\b", re.IGNORECASE)
 _NO_CLAIM = re.compile(
     r"\b(?:do(?:es)?\s+not\s+(?:say|mention|contain|specify|state|cover)|don't\s+know|do\s+not\s+know|"
     r"no\s+information|not\s+(?:mentioned|specified|stated|covered)|cannot\s+(?:find|answer|tell))\b",
@@ -188,6 +206,8 @@ def _ends_sentence(text: str, stop: int, end: int) -> bool:
         return True
     if re.fullmatch(r"\(?\d{1,3}", text[text.rfind("\n", 0, stop) + 1 : stop].strip()):
         return False  # a list item's number
+    if re.search(r"\d\s?[A-Za-z]$", text[:stop]):
+        return True  # a unit after a number ("253 V. The battery ..."), not an initial
     before = re.search(r"([\w.]+)$", text[:stop])
     word = before.group(1).lower() if before else ""
     return not (word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()))
@@ -240,8 +260,13 @@ def check_citations(
         units = {pair for pair in _units(claim_text) if pair[0] in numbers}
         claim = bool(terms) and not _NO_CLAIM.search(claim_text) and not claim_text.rstrip().endswith(("?", "？"))
         scores: dict[int, float] = {}
+        negated = _negated(claim_text)
         for n, passages in source_terms.items():
-            fitting = [held for held, pairs in passages if numbers <= held and units <= pairs]
+            fitting = [
+                held
+                for held, pairs, sentences in passages
+                if numbers <= held and units <= pairs and _agrees(terms, negated, sentences)
+            ]
             if not fitting:
                 continue  # no passage of the source has the sentence's numbers: it cannot support it
             overlap = max(len(terms & held) / len(terms) if terms else 0.0 for held in fitting)
@@ -273,13 +298,42 @@ def check_citations(
     return CitedAnswer(answer, checks, len(numbered))
 
 
-def _passages(text: str) -> list[tuple[set[str], set[tuple[str, str]]]]:
-    """Content words and number-unit pairs of each window of two neighbouring sentences of ``text``."""
+Passage = tuple[set[str], set[tuple[str, str]], list[tuple[set[str], bool]]]  # words, units, clauses
+
+
+def _passages(text: str) -> list[Passage]:
+    """Each window of two neighbouring sentences of ``text``: its content words, its number-unit pairs,
+    and each of its clauses' content words and whether the clause is negated."""
     pieces = [text[a:b] for a, b in split_sentences(text)] or [text]
-    sentences = [(content_words(piece), _units(piece)) for piece in pieces]
-    if len(sentences) == 1:
-        return sentences
-    return [(a[0] | b[0], a[1] | b[1]) for a, b in itertools.pairwise(sentences)]
+    sentences = [(content_words(piece), _units(piece), _clauses(piece)) for piece in pieces]
+    windows = [sentences] if len(sentences) == 1 else [list(pair) for pair in itertools.pairwise(sentences)]
+    return [
+        (set().union(*(w[0] for w in window)), set().union(*(w[1] for w in window)), [c for w in window for c in w[2]])
+        for window in windows
+    ]
+
+
+def _clauses(sentence: str) -> list[tuple[set[str], bool]]:
+    """Content words and negation of each clause of ``sentence`` ("No action needed; it reconnects" is two)."""
+    parts = [part for part in _CLAUSE.split(sentence) if part and part.strip()]
+    return [(content_words(part), _negated(part)) for part in parts] or [(set(), False)]
+
+
+def _negated(text: str) -> bool:
+    """Whether ``text`` says "not" (or "never", "cannot", "n't", "kein", ...), "not only" aside."""
+    found = words(text)
+    return any(
+        (word in _NEGATIONS or word.endswith("n't")) and not (word == "not" and following == "only")
+        for word, following in itertools.zip_longest(found, found[1:], fillvalue="")
+    )
+
+
+def _agrees(terms: set[str], negated: bool, clauses: list[tuple[set[str], bool]]) -> bool:
+    """Whether a clause of a passage that shares most of ``terms`` is negated exactly when the claim is."""
+    if not terms:
+        return True
+    most = max(len(terms & words) for words, _ in clauses)
+    return any(len(terms & words) == most and is_negated == negated for words, is_negated in clauses)
 
 
 def _units(text: str) -> set[tuple[str, str]]:

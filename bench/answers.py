@@ -5,8 +5,9 @@ reuse it), loads the bundled chat model (no adapter) and takes a fixed sample
 of questions. Then:
 
 1. answers: each question is answered as ``ragtune ask`` does (retrieval, packing,
-   greedy decoding, the configured 256-token answer). Each answer is scored as
-   generated and as a LoopGuard would have stopped it while streaming, with
+   greedy decoding, the configured 256-token answer) but without its loop stop and
+   citation check. Each answer is scored as generated (the assistant before both)
+   and as a LoopGuard would have stopped it while streaming, with
    post-hoc citations (lexical, and with the collection's embedder): loop rate,
    model-cited rate, cited-answer rate, citation precision (a cited chunk holds a
    gold answer span), unsupported rate (answers with an unsupported claim, and
@@ -23,6 +24,7 @@ of questions. Then:
    changed by each method.
 
 Run:  python bench/answers.py --questions 30 --grid 8 --followups 30 [--home DIR] [--out rows.jsonl]
+      python bench/answers.py --summarize rows.jsonl [--recheck --home DIR --out rechecked.jsonl]
 """
 
 from __future__ import annotations
@@ -84,7 +86,16 @@ def main() -> None:
     parser.add_argument("--home", default=".ragtune-bench", help="data home for the collection and the model")
     parser.add_argument("--seed", type=int, default=15, help="seed of the question sample")
     parser.add_argument("--out", help="also write one JSON row per question and arm to this file")
+    parser.add_argument("--summarize", metavar="ROWS", help="only summarise the rows a run wrote (a stopped run too)")
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="with --summarize: check the rows' answers again with today's citation check (written to --out)",
+    )
     args = parser.parse_args()
+    if args.summarize and not args.recheck:
+        summarize(Path(args.summarize))
+        return
 
     from assistant.citations import check_citations
     from assistant.repetition import LoopGuard, find_loop
@@ -97,9 +108,7 @@ def main() -> None:
     retriever = rt.Retriever(
         collection, candidates=config.candidates, rrf_k=config.rrf_k, min_score=config.min_score, device=config.device
     )
-    model = rt.load_model(config, Path(args.home), "none")
-    sample = random.Random(args.seed).sample(dataset.questions, args.questions)
-    rows: list[dict[str, Any]] = []
+    rows = _Rows(Path(args.out) if args.out else None)
 
     def embed(texts: list[str]) -> Any:
         return retriever.embedder.encode(texts, normalize_embeddings=True, show_progress_bar=False)
@@ -128,13 +137,46 @@ def main() -> None:
             },
         }
 
+    if args.recheck:  # the same answers, their sources retrieved again (retrieval is deterministic)
+        by_question = {q.question: q for q in dataset.questions}
+        out = Path(args.out or Path(args.summarize).with_suffix(".rechecked.jsonl"))
+        rows = _Rows(out)
+        for row in (json.loads(line) for line in Path(args.summarize).read_text().splitlines() if line.strip()):
+            if row["part"] == "answers":
+                q = by_question[row["question"]]
+                sources = retriever.search(q.question, config.k).hits
+                if any(holds_gold(q, h) for h in sources) != row["recall@5"]:
+                    print(f"[recheck] sources differ from the run's: {q.question!r}", file=sys.stderr)
+                for arm in ("full", "stopped"):
+                    row[arm] = {"answer": row[arm]["answer"], **score(q, row[arm]["answer"], sources)}
+            rows.append(row)
+        summarize(out)
+        return
+
+    model = rt.load_model(config, Path(args.home), "none")
+    sample = random.Random(args.seed).sample(dataset.questions, args.questions)
+
+    # 3. follow-ups first: cheaper than the answers, and complete when a long run is stopped early
+    followups = _followups(rt, model, retriever, dataset, args.followups, args.seed, holds_gold, rows)
+    print(f"[follow-ups] {json.dumps(followups)}", file=sys.stderr)
+
     # 1. answers as users get them
     started = time.perf_counter()
     answers = []
     for i, q in enumerate(sample, start=1):
         pieces: list[str] = []
         answer = None
-        for event in rt.ask(q.question, model, retriever, k=config.k, answer_tokens=config.answer_tokens):
+        # generated as before the loop stop and the citation check (both applied below, to the same text)
+        events = rt.ask(
+            q.question,
+            model,
+            retriever,
+            k=config.k,
+            answer_tokens=config.answer_tokens,
+            loop_guard=False,
+            citations=False,
+        )
+        for event in events:
             if isinstance(event, rt.Token):
                 pieces.append(event.text)
             elif isinstance(event, rt.Answer):
@@ -163,11 +205,6 @@ def main() -> None:
         print(f"[answers {i}/{len(sample)}] loop={row['loop'] or '-'} f1={row['full']['f1']:.2f}", file=sys.stderr)
     answer_seconds = time.perf_counter() - started
     part1 = [r for r in rows if r["part"] == "answers"]
-
-    # 3. follow-ups
-    followups = _followups(rt, model, retriever, dataset, args.followups, args.seed, holds_gold, rows)
-
-    print(f"[follow-ups] {json.dumps(followups)}", file=sys.stderr)
 
     # 2. decoding grid on the same prompts
     grid: dict[str, dict[str, float]] = {}
@@ -212,10 +249,59 @@ def main() -> None:
         "grid": grid,
         "followups": followups,
     }
-    if args.out:
-        Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in rows))
     _print(summary)
     print(json.dumps(summary))
+
+
+def summarize(path: Path) -> None:
+    """Print the answers and follow-ups measures of the rows in ``path`` (as many as the run wrote)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    part1 = [r for r in rows if r["part"] == "answers"]
+    pairs = [r for r in rows if r["part"] == "followups"]
+    summary = {
+        "bench": "answers",
+        "rows": str(path),
+        "questions": len(part1),
+        "retrieval_recall@5": _mean(r["recall@5"] for r in part1),
+        "pieces_read_share_with_stop": sum(r["pieces_read_with_stop"] for r in part1)
+        / max(1, sum(r["pieces"] for r in part1)),
+        "answers": {arm: _summary([r[arm] for r in part1]) for arm in ("full", "stopped")},
+        "followups": {
+            "pairs": len(pairs),
+            **{f"recall@5 {arm}": _mean(r["hits"][arm] for r in pairs) for arm in (pairs[0]["hits"] if pairs else {})},
+            "rewrites_rejected": sum(r["guarded"] is None for r in pairs),
+        },
+    }
+    print(f"{summary['questions']} SQuAD questions (rows of {path})")
+    print(
+        f"retrieval recall@5 {summary['retrieval_recall@5']:.2f}; pieces read with the loop stop: "
+        f"{summary['pieces_read_share_with_stop']:.0%}"
+    )
+    if part1:
+        print(f"{'metric':<32} {'as generated':>13} {'loop-stopped':>13}")
+        for key in summary["answers"]["full"]:
+            print(f"{key:<32} {summary['answers']['full'][key]:>13.3f} {summary['answers']['stopped'][key]:>13.3f}")
+    print(
+        "follow-ups: "
+        + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary["followups"].items())
+    )
+    print(json.dumps(summary))
+
+
+class _Rows(list[dict[str, Any]]):
+    """The per-question rows, each also appended to ``path`` as it is made (a stopped run keeps what it measured)."""
+
+    def __init__(self, path: Path | None) -> None:
+        super().__init__()
+        self.path = path
+        if path is not None:
+            path.write_text("")
+
+    def append(self, row: dict[str, Any]) -> None:
+        super().append(row)
+        if self.path is not None:
+            with self.path.open("a") as out:
+                out.write(json.dumps(row) + "\n")
 
 
 def _checks(checked: Any, sources: list[Any], q: Any, holds_gold: Any) -> dict[str, Any]:

@@ -95,6 +95,7 @@ def test_an_embedder_lets_a_paraphrase_find_its_source() -> None:
         ("保修期为十年[1]。电池很好！真的吗？", ["保修期为十年[1]。", "电池很好！", "真的吗？"]),
         ("Steps:\n1. Open it.\n2. Close it", ["Steps:", "1. Open it.", "2. Close it"]),
         ("The value is 5 kWh. it is low.", ["The value is 5 kWh. it is low."]),
+        ("It is outside 196 to 253 V. The battery stops.", ["It is outside 196 to 253 V.", "The battery stops."]),
     ],
 )
 def test_sentences_split_at_their_ends_only(text: str, sentences: list[str]) -> None:
@@ -142,3 +143,23 @@ def test_a_code_the_question_names_must_be_in_the_passage_but_its_quantities_nee
     claim = "Yes, 48 V is within the battery's range of 40 to 60 V."
     enough = check_citations(claim, range_source, question="Is 48 V enough for the battery?")
     assert enough.cited == [1] and not enough.unsupported
+
+
+def test_a_claim_that_drops_or_adds_a_not_is_not_supported_by_its_words() -> None:
+    source = (
+        "If E105 returns, book a service visit, because the battery cannot charge in freezing weather "
+        "without its heater. Discharging continues normally."
+    )
+    flipped = check_citations("The battery can charge in freezing weather.", [(1, source)])
+    assert flipped.unsupported and flipped.cited == []
+    same = check_citations("The battery can't charge in freezing weather.", [(1, source)])
+    assert same.cited == [1] and not same.unsupported
+    # the sentence that matches decides, not a "not" elsewhere in the passage
+    positive = check_citations("Discharging continues normally.", [(1, source)])
+    assert positive.cited == [1] and not positive.unsupported
+    added = check_citations("Discharging does not continue.", [(1, source)])
+    assert added.unsupported
+    assert check_citations("It is not only quick but also safe.", [(1, "It is quick and also safe.")]).cited == [1]
+    # a negated clause says nothing of the next one
+    table = "E107 Grid frequency out of range. No action needed; the battery reconnects automatically."
+    assert check_citations("The battery reconnects automatically.", [(1, table)]).cited == [1]

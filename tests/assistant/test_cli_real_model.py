@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,25 @@ def test_search_and_ask_with_the_bundled_models(tmp_path: Path, bundled_embedder
     )
     missing = run_ragtune("ask", "hello", "--no-rag", "--model", str(tmp_path / "no-model"))
     assert missing.returncode == 2 and "could not be loaded" in missing.stderr
+
+
+@pytest.mark.slow
+def test_the_bundled_model_answers_e116_once_and_cites_the_error_table(
+    _isolated_home: Path, bundled_embedder: str, bundled_llm_models: Path
+) -> None:
+    from assistant.repetition import find_loop
+
+    shutil.copytree(bundled_llm_models, _isolated_home / "models")  # converted once per test session
+    assert run_ragtune("ingest").returncode == 0
+    asked = run_ragtune("ask", "What does error E116 mean and how is it fixed?", "--json")
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    sentences = [" ".join(s["text"].lower().split()) for s in answer["checked"]["sentences"]]
+    assert sentences and len(sentences) == len(set(sentences)), answer["answer"]
+    assert find_loop(answer["answer"]) is None, answer["answer"]
+    assert answer["cited"], answer["answer"]  # the base model cites nothing itself: attached after generation
+    sources = {s["n"]: s["text"] for s in answer["sources"]}
+    assert any("E116" in text for text in sources.values()), "the error table's E116 row is among the sources"
+    for sentence in answer["checked"]["sentences"]:  # a claim about E116 is cited only to a passage that has E116
+        if "E116" in sentence["text"] and sentence["cited"]:
+            assert all("E116" in sources[n] for n in sentence["cited"]), sentence
