@@ -213,7 +213,8 @@ class LocalModel:
                 streamer.end()
                 yield from _drain(streamer)
             finally:  # also when the caller stops reading: the cache holds what was computed
-                weights.prefix.keep(key, decoding.sequences, decoding.cache)
+                if decoding.whole:
+                    weights.prefix.keep(key, decoding.sequences, decoding.cache)
 
 
 def _drain(streamer: Any) -> Iterator[str]:
@@ -245,6 +246,7 @@ class _Decoding:
 
         self.model, self.eos = model, eos
         self.sequences = prompt
+        self.whole = True  # the cache holds the keys and values of sequences[:, :cache length], every layer alike
         self.cache = cache if cache is not None else DynamicCache(config=_base(model).config)
 
     def run(self, max_new_tokens: int, repetition_penalty: float, temperature: float) -> Iterator[Any]:
@@ -264,18 +266,20 @@ class _Decoding:
             processors += [TemperatureLogitsWarper(temperature), TopPLogitsWarper(0.95)]
         keep = {"logits_to_keep": 1} if _takes_logits_to_keep(self.model) else {}
         feed = self.sequences[:, self.cache.get_seq_length() :]
-        with torch.no_grad():
-            for _ in range(max_new_tokens):
+        for _ in range(max_new_tokens):
+            self.whole = False  # a step cut short leaves some layers of the cache one token ahead
+            with torch.no_grad():  # not held across the yield: the caller's code keeps its own grad mode
                 out = self.model(input_ids=feed, cache=self.cache, use_cache=True, **keep)
-                scores = processors(self.sequences, out.logits[:, -1, :].float())
-                if temperature > 0:
-                    feed = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)
-                else:
-                    feed = scores.argmax(dim=-1, keepdim=True)
-                self.sequences = torch.cat([self.sequences, feed], dim=-1)
-                yield feed[0]
-                if int(feed[0, 0]) in self.eos:
-                    return
+            self.whole = True
+            scores = processors(self.sequences, out.logits[:, -1, :].float())
+            if temperature > 0:
+                feed = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)
+            else:
+                feed = scores.argmax(dim=-1, keepdim=True)
+            self.sequences = torch.cat([self.sequences, feed], dim=-1)
+            yield feed[0]
+            if int(feed[0, 0]) in self.eos:
+                return
 
 
 def _base(model: Any) -> Any:

@@ -88,3 +88,29 @@ def test_prefix_cache_reuses_the_shared_prompt_and_answers_the_same(tiny_lm: str
     cache = prefix.take("", ids)
     assert cache is not None and cache.get_seq_length() >= cached.count_tokens(QUESTION) - 1
     assert prefix.take("", ids) is None, "a cache is handed to one generation at a time"
+
+
+def test_replies_are_decoded_in_the_callers_thread_as_generate_would(tiny_lm: str, tmp_path: Path) -> None:
+    import threading
+
+    import torch
+
+    model = LocalModel(tiny_lm, tmp_path, device="cpu", cpu_dtype="fp32", prefix_cache=False)
+    threads: set[int] = set()
+    hook = model.model.register_forward_pre_hook(lambda *_: threads.add(threading.get_ident()))
+    try:
+        text = complete(model, QUESTION, max_new_tokens=12)
+    finally:
+        hook.remove()
+    assert threads == {threading.get_ident()}, "no helper thread: a second OpenMP team slows every step on a CPU"
+    ids = model._encode(QUESTION)
+    with torch.no_grad():
+        out = model.model.generate(**ids, max_new_tokens=12, do_sample=False, pad_token_id=model.tokenizer.eos_token_id)
+    assert text == model.tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+
+    # a reply the caller stops reading: its grad mode is its own meanwhile, and the next reply is whole
+    stream = model.stream(QUESTION, max_new_tokens=12)
+    next(stream)
+    assert torch.is_grad_enabled()
+    stream.close()
+    assert complete(model, QUESTION, max_new_tokens=12) == text
