@@ -25,6 +25,7 @@ from typing import Any
 from assistant.agent import Event, run_agent
 from assistant.answer import ask
 from assistant.backends import load_model
+from assistant.compute import streamed
 from assistant.conversations import CONVERSATIONS_FILE, Conversations
 from assistant.errors import AssistantError
 from assistant.jobs import TrainingJob
@@ -227,6 +228,9 @@ class Workspace:
     ) -> Generator[Event, None, None]:
         """The one door for answers: the events answering ``question``.
 
+        While ``ragtune chat`` serves, the events are produced on its main thread and
+        streamed to the caller's (:mod:`assistant.compute`).
+
         Args:
             question: The user's message.
             mode: ``rag`` (retrieve, then answer with citations), ``agent`` (tools) or ``plain`` (closed-book).
@@ -244,45 +248,51 @@ class Workspace:
         registry = self.tools() if mode == "agent" else None
         chosen = model if model is not None else self.model(c.adapter if adapter is None else adapter)
         if registry is not None:
-            return run_agent(
+            return streamed(
+                run_agent(
+                    question,
+                    chosen,
+                    registry,
+                    history=history,
+                    max_steps=c.max_steps,
+                    answer_tokens=c.answer_tokens,
+                    temperature=c.temperature,
+                    tool_timeout=c.tool_timeout,
+                    tool_output_chars=c.tool_output_chars,
+                    loop_guard=c.loop_guard,
+                    citations=c.check_citations,
+                )
+            )
+        return streamed(
+            ask(
                 question,
                 chosen,
-                registry,
+                retriever,
                 history=history,
-                max_steps=c.max_steps,
+                k=c.k,
                 answer_tokens=c.answer_tokens,
                 temperature=c.temperature,
-                tool_timeout=c.tool_timeout,
-                tool_output_chars=c.tool_output_chars,
+                source=source,
+                mmr=c.mmr,
+                mmr_lambda=c.mmr_lambda,
+                rewrite=c.rewrite,
                 loop_guard=c.loop_guard,
                 citations=c.check_citations,
             )
-        return ask(
-            question,
-            chosen,
-            retriever,
-            history=history,
-            k=c.k,
-            answer_tokens=c.answer_tokens,
-            temperature=c.temperature,
-            source=source,
-            mmr=c.mmr,
-            mmr_lambda=c.mmr_lambda,
-            rewrite=c.rewrite,
-            loop_guard=c.loop_guard,
-            citations=c.check_citations,
         )
 
     def answer_with(self, question: str, adapter: str, hits: list[Hit]) -> Generator[Event, None, None]:
         """``adapter``'s answer given exactly ``hits`` as sources (none: closed-book); Compare uses it."""
         c = self.config
-        return ask(
-            question,
-            self.model(adapter),
-            context=hits,
-            answer_tokens=c.answer_tokens,
-            loop_guard=c.loop_guard,
-            citations=c.check_citations,
+        return streamed(
+            ask(
+                question,
+                self.model(adapter),
+                context=hits,
+                answer_tokens=c.answer_tokens,
+                loop_guard=c.loop_guard,
+                citations=c.check_citations,
+            )
         )
 
     # documents ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import argparse
 import socket
 from typing import Any
 
+from assistant import compute
 from assistant.api import serve
 from assistant.app import launch
 from assistant.cli.options import workspace
@@ -61,9 +62,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     login = " (login required)" if ws.app.login() else ""
     print(f"ragtune is serving on http://{ws.app.host}:{ws.app.port}{login}; Ctrl-C stops it", flush=True)
     try:
-        app.block_thread()
+        compute.serve(lambda: app.is_running)  # replies are produced here, on the thread that loaded the model
     except KeyboardInterrupt:
-        pass
+        app.close()
     finally:
         ws.job.cancel()
     return 0
