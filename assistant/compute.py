@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
+from assistant.errors import AssistantError
+
 __all__ = ["serve", "streamed"]
 
 T = TypeVar("T")
@@ -53,8 +55,6 @@ class _Task:
         self.out.put(("end", None))
 
     def abandon(self) -> None:
-        from assistant.errors import AssistantError
-
         self.out.put(("error", AssistantError("the server is stopping: ask again once it is back")))
 
 

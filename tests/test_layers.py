@@ -31,6 +31,7 @@ CORE = {
     "assistant.repetition",
     "assistant.rewrite",
     "assistant.citations",
+    "assistant.compute",
 }
 SERVICES = {
     "assistant.settings",
