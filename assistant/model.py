@@ -197,39 +197,45 @@ class LocalModel:
         the thread that had embedded the question). Replies are generated one at a time per
         loaded model (the adapter is chosen per reply).
         """
-        from transformers import TextIteratorStreamer
-
         inputs = {k: v.to(self.device) for k, v in self._encode(messages, tools).items()}
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        pieces = _pieces(self.tokenizer)
         weights = self._weights
         with weights.using(self.adapter) as key:
             prompt = inputs["input_ids"]
             decoding = _Decoding(weights.model, prompt, weights.prefix.take(key, prompt), self._eos)
             try:
-                streamer.put(prompt.cpu())  # skipped as the prompt, as generate() does
+                pieces.put(prompt.cpu())  # skipped as the prompt, as generate() does
                 for token in decoding.run(max_new_tokens, self.repetition_penalty, temperature):
-                    streamer.put(token.cpu())
-                    yield from _drain(streamer)
-                streamer.end()
-                yield from _drain(streamer)
+                    pieces.put(token.cpu())
+                    yield from pieces.take()
+                pieces.end()
+                yield from pieces.take()
             finally:  # also when the caller stops reading: the cache holds what was computed
                 if decoding.whole:
                     weights.prefix.keep(key, decoding.sequences, decoding.cache)
 
 
-def _drain(streamer: Any) -> Iterator[str]:
-    """The text pieces a streamer has ready, without waiting."""
-    import queue
+def _pieces(tokenizer: Any) -> Any:
+    """A streamer that decodes tokens into text pieces as transformers' ``TextStreamer`` does and keeps them.
 
-    while True:
-        try:
-            piece = streamer.text_queue.get_nowait()
-        except queue.Empty:
-            return
-        if piece is streamer.stop_signal:
-            return
-        if piece:
-            yield piece
+    ``take()`` hands over the pieces ready so far (a word is released once it is whole).
+    """
+    from transformers import TextStreamer
+
+    class Pieces(TextStreamer):
+        def __init__(self) -> None:
+            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+            self.ready: list[str] = []
+
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            if text:
+                self.ready.append(text)
+
+        def take(self) -> list[str]:
+            ready, self.ready = self.ready, []
+            return ready
+
+    return Pieces()
 
 
 class _Decoding:

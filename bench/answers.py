@@ -241,10 +241,7 @@ def main() -> None:
         "questions": len(part1),
         "answer_tokens": config.answer_tokens,
         "answer_seconds": round(answer_seconds, 1),
-        "retrieval_recall@5": _mean(r["recall@5"] for r in part1),
-        "pieces_read_share_with_stop": sum(r["pieces_read_with_stop"] for r in part1)
-        / max(1, sum(r["pieces"] for r in part1)),
-        "answers": {arm: _summary([r[arm] for r in part1]) for arm in ("full", "stopped")},
+        **_answers(part1),
         "grid_questions": min(args.grid, len(answers)),
         "grid": grid,
         "followups": followups,
@@ -262,30 +259,25 @@ def summarize(path: Path) -> None:
         "bench": "answers",
         "rows": str(path),
         "questions": len(part1),
-        "retrieval_recall@5": _mean(r["recall@5"] for r in part1),
-        "pieces_read_share_with_stop": sum(r["pieces_read_with_stop"] for r in part1)
-        / max(1, sum(r["pieces"] for r in part1)),
-        "answers": {arm: _summary([r[arm] for r in part1]) for arm in ("full", "stopped")},
+        **_answers(part1),
         "followups": {
             "pairs": len(pairs),
             **{f"recall@5 {arm}": _mean(r["hits"][arm] for r in pairs) for arm in (pairs[0]["hits"] if pairs else {})},
             "rewrites_rejected": sum(r["guarded"] is None for r in pairs),
         },
     }
-    print(f"{summary['questions']} SQuAD questions (rows of {path})")
-    print(
-        f"retrieval recall@5 {summary['retrieval_recall@5']:.2f}; pieces read with the loop stop: "
-        f"{summary['pieces_read_share_with_stop']:.0%}"
-    )
-    if part1:
-        print(f"{'metric':<32} {'as generated':>13} {'loop-stopped':>13}")
-        for key in summary["answers"]["full"]:
-            print(f"{key:<32} {summary['answers']['full'][key]:>13.3f} {summary['answers']['stopped'][key]:>13.3f}")
-    print(
-        "follow-ups: "
-        + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary["followups"].items())
-    )
+    _print(summary)
     print(json.dumps(summary))
+
+
+def _answers(part1: list[dict[str, Any]]) -> dict[str, Any]:
+    """Retrieval recall, the share of pieces read with the loop stop, and each arm's measures, over part 1's rows."""
+    return {
+        "retrieval_recall@5": _mean(r["recall@5"] for r in part1),
+        "pieces_read_share_with_stop": sum(r["pieces_read_with_stop"] for r in part1)
+        / max(1, sum(r["pieces"] for r in part1)),
+        "answers": {arm: _summary([r[arm] for r in part1]) for arm in ("full", "stopped")},
+    }
 
 
 class _Rows(list[dict[str, Any]]):
@@ -473,20 +465,20 @@ def _mean(values: Any) -> float:
 
 
 def _print(summary: dict[str, Any]) -> None:
-    print(
-        f"{summary['questions']} SQuAD questions, {summary['answer_tokens']}-token answers, device {summary['device']}"
-    )
+    """The summary as text: of a whole run, or of the rows a run wrote (no grid, no answer length)."""
+    run = f"{summary['answer_tokens']}-token answers, device {summary['device']}" if "device" in summary else ""
+    print(f"{summary['questions']} SQuAD questions" + (f", {run}" if run else f" (rows of {summary['rows']})"))
     print(
         f"retrieval recall@5 {summary['retrieval_recall@5']:.2f}; pieces read with the loop stop: "
         f"{summary['pieces_read_share_with_stop']:.0%}"
     )
-    keys = list(summary["answers"]["full"])
     print(f"{'metric':<32} {'as generated':>13} {'loop-stopped':>13}")
-    for key in keys:
+    for key in summary["answers"]["full"]:
         print(f"{key:<32} {summary['answers']['full'][key]:>13.3f} {summary['answers']['stopped'][key]:>13.3f}")
-    print(f"grid on {summary['grid_questions']} questions:")
-    for name, row in summary["grid"].items():
-        print(f"  {name:<16} " + " ".join(f"{k}={v:.2f}" for k, v in row.items()))
+    if "grid" in summary:
+        print(f"grid on {summary['grid_questions']} questions:")
+        for name, row in summary["grid"].items():
+            print(f"  {name:<16} " + " ".join(f"{k}={v:.2f}" for k, v in row.items()))
     print(
         "follow-ups: "
         + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary["followups"].items())
