@@ -2,7 +2,7 @@
 
 Sections are split separately, so a chunk never spans two headings or pages.
 Splits fall between lines before anything smaller, so a Markdown table row stays
-whole; a chunk that starts inside a table carries the table's header row, which
+whole; a chunk that starts inside a table carries the table's caption and header row, which
 :meth:`Chunker.embedded_text` puts before its text.
 Lengths are counted by the tokenizer that will embed the chunk, and a final
 check guarantees that no chunk exceeds the embedder's maximum sequence length,
@@ -18,6 +18,8 @@ from ingest.errors import IngestError
 from ingest.text import Section
 
 SECTION_SEPARATOR = "\n\n"
+_CAPTION_LINES = 2  # a table's caption: at most this many short lines right above it
+_CAPTION_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class Chunk:
     section: str = ""
     ocr: bool = False  # read from an image of the page
     document: str = ""  # the attachment it comes from, when the file holds several documents
-    header: str = ""  # the header row (and rule) of the table the chunk starts inside, when cut off
+    header: str = ""  # the caption, header row and rule of the table the chunk starts inside, when cut off
 
 
 class Chunker:
@@ -144,7 +146,12 @@ class Chunker:
 
 
 def _table_header(text: str, start: int) -> str:
-    """The header row and rule of the Markdown table that ``text[start:]`` begins inside, if any."""
+    """The caption, header row and rule of the Markdown table that ``text[start:]`` begins inside, if any.
+
+    The caption is the short line or two just above the table ("CONSOLIDATED BALANCE
+    SHEETS", "Years ended December 31"): without it, the later parts of a financial
+    statement name neither the statement nor what their numbers are.
+    """
     line_start = text.rfind("\n", 0, start) + 1
     if not text.startswith("|", line_start):
         return ""
@@ -160,4 +167,12 @@ def _table_header(text: str, start: int) -> str:
     header = lines[0]
     if len(lines) > 1 and set(lines[1].replace("|", "").split()) == {"---"}:
         header += "\n" + lines[1]
-    return header
+    caption: list[str] = []
+    while first > 0 and len(caption) < _CAPTION_LINES:
+        previous = text.rfind("\n", 0, first - 1) + 1
+        line = text[previous : first - 1].strip()
+        if not line or line.startswith("|") or len(line) > _CAPTION_CHARS or line.endswith("."):
+            break
+        caption.insert(0, line)
+        first = previous
+    return "\n".join([*caption, header])

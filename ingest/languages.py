@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 DETECT_CHARS = 600  # a chunk's language is told from its first characters; more costs time, not accuracy
+CONFIDENT = 0.9  # a detection less probable than this gives way to the document's language
 
 _LETTER = re.compile(r"[^\W\d_]")
 # Codes the detector gives that stand for a language under another code here: Wu is read
@@ -95,7 +96,7 @@ def _model() -> Any:
         if _identifier is None:
             from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-            _identifier = LanguageIdentifier.from_model_file(MODEL_FILE)
+            _identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     return _identifier
 
 
@@ -106,17 +107,54 @@ def warm_up() -> threading.Thread:
     return thread
 
 
+def _detect(text: str) -> tuple[str, float, int]:
+    """The language of ``text``, the detector's probability for it, and the letters it was told from."""
+    sample = text[:DETECT_CHARS]
+    letters = len(_LETTER.findall(sample))
+    if letters < 2:
+        return "", 0.0, letters
+    language, probability = _model().classify(sample)
+    return _SAME.get(str(language), str(language)), float(probability), letters
+
+
 def detect_language(text: str) -> str:
     """The ISO 639-1 code of the language ``text`` is written in, or ``""`` when it has no letters.
 
     Args:
         text: Any text; only its first ``DETECT_CHARS`` characters are read.
     """
-    sample = text[:DETECT_CHARS]
-    if len(_LETTER.findall(sample)) < 2:
-        return ""
-    language = str(_model().classify(sample)[0])
-    return _SAME.get(language, language)
+    return _detect(text)[0]
+
+
+def sure_language(text: str) -> str:
+    """The language of ``text`` when the detector is sure of it (probability at least ``CONFIDENT``), else ``""``."""
+    language, probability, _ = _detect(text)
+    return language if probability >= CONFIDENT else ""
+
+
+def document_languages(texts: Sequence[str]) -> list[str]:
+    """The language of each chunk of one document: the detector's where it is sure, else the document's.
+
+    Headings, names and table rows ("EXHIBIT 23", "| Federal | (612) | (219) |") give the
+    detector too little to go on: it reads them as Latin, Hausa or Polish with a probability
+    of a few percent, and their words would be indexed under that language's rules (English
+    stop words kept as rare terms). A chunk detected with a probability under ``CONFIDENT``
+    takes the document's language: the one most of its surely detected letters are in (of
+    all its letters when none is sure). Chunks without letters stay ``""``.
+
+    Args:
+        texts: The chunk texts of one document, in any order.
+    """
+    found = [_detect(text) for text in texts]
+    sure: Counter[str] = Counter()
+    every: Counter[str] = Counter()
+    for language, probability, letters in found:
+        if language:
+            every[language] += letters
+            if probability >= CONFIDENT:
+                sure[language] += letters
+    main = (sure or every).most_common(1)[0][0] if every else ""
+    return [language if not language or probability >= CONFIDENT else main for language, probability, _ in found]
 
 
 def language_shares(texts: Iterable[str], windows: int = 4) -> dict[str, float]:

@@ -107,14 +107,15 @@ def _stemmer(language: str) -> Any:
         return None
 
 
-def analyze(text: str, language: str) -> list[str]:
+def analyze(text: str, language: str, also_stop: frozenset[str] = frozenset()) -> list[str]:
     """The BM25 terms of ``text`` read as ``language`` (ISO 639-1; ``""``: no stemming or stop words).
 
     Args:
         text: A chunk or a query.
         language: The language whose stop words and stemmer apply to its words.
+        also_stop: More words to leave out (a query's: the stop words of every language it is read in).
     """
-    stop = stopwords(language)
+    stop = stopwords(language) | also_stop
     words: list[str] = []
     terms: list[str] = []
     for cjk, word in _TERMS.findall(text.lower()):
@@ -147,10 +148,17 @@ def script(text: str) -> str:
 
 
 def query_terms(query: str, languages: Iterable[str]) -> list[str]:
-    """The terms of a query analysed under each of ``languages``, each term once, in first-seen order."""
+    """The terms of a query analysed under each of ``languages``, each term once, in first-seen order.
+
+    A word that is a stop word in any of them is left out of all: read under a language
+    whose list lacks it, an English "the" or "of" would become a term that only the few
+    chunks of that language hold, and rank them first.
+    """
+    languages = list(languages) or [""]
+    stop = frozenset().union(*(stopwords(language) for language in languages))
     seen: dict[str, None] = {}
-    for language in languages or [""]:
-        seen.update(dict.fromkeys(analyze(query, language)))
+    for language in languages:
+        seen.update(dict.fromkeys(analyze(query, language, stop)))
     return list(seen)
 
 
@@ -169,9 +177,14 @@ class LexicalIndex:
         written = script(query)
         if self.scripts and written and written not in self.scripts:
             return []  # no chunk is written in the query's script
+        from ingest.languages import sure_language
+
         vocab = self.model.vocab_dict
         # Chunks without letters (tables of numbers) were analysed under no language; numbers match anyway.
-        tokens = [t for t in query_terms(query, [lang for lang in self.languages if lang]) if t in vocab]
+        # The query is read in its own language too when that is clear: an English question over German
+        # chunks then meets them in the names and cognates that both stem alike.
+        languages = dict.fromkeys([lang for lang in self.languages if lang] + [sure_language(query)])
+        tokens = [t for t in query_terms(query, [lang for lang in languages if lang]) if t in vocab]
         if not tokens or not self.ids:
             return []
         # Scores of every chunk, then a partial sort: ~10x faster than BM25.retrieve's generic path.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ _MAX_HEADER_CHARS = 200  # so few characters over a page-sized image: a stamped 
 _CELL_GAP_EM = 1.5  # a gap wider than this many font sizes separates two cells
 _CURRENCY = {"$", "€", "£", "¥", "%"}
 _PASSWORD = "password-protected PDF: save a copy without the password and ingest that"
+_EDGE_LINES = 2  # running headers and footers are looked for among a page's first and last lines
+_MIN_RUNNING_PAGES = 4  # and must recur on at least this many pages (and half of them)
+_MAX_RUNNING_CHARS = 80
+_DIGITS = re.compile(r"\d+")
+_MIN_SECTION_CHARS = 100  # less text than this under a heading joins the section that follows on the page
 
 
 @dataclass
@@ -83,7 +89,40 @@ def load_pdf(path: Path, *, ocr: bool = True, stats: LoadStats | None = None) ->
             pages.append((lines, from_ocr))
     finally:
         document.close()
-    return _sections(pages, outline)
+    return _sections(_without_running_lines(pages), outline)
+
+
+def _running_key(line: _Line) -> str:
+    return _DIGITS.sub("#", line.text.strip().lower())
+
+
+def _without_running_lines(pages: list[tuple[list[_Line], bool]]) -> list[tuple[list[_Line], bool]]:
+    """The pages without their running headers and footers.
+
+    A short line among the first or last ``_EDGE_LINES`` lines of at least half of the
+    pages (four or more; digits read as one, so page numbers count as the same line) is
+    page furniture: "Table of Contents" atop every page of a filing, "Page 12 of 80",
+    a bare page number. Left in, it starts many chunks and matches every query about a
+    table of contents.
+    """
+    if len(pages) < _MIN_RUNNING_PAGES:
+        return pages
+    counts: Counter[str] = Counter()
+    for lines, _ in pages:
+        counts.update({_running_key(line) for line in (*lines[:_EDGE_LINES], *lines[-_EDGE_LINES:])})
+    running = {
+        key
+        for key, n in counts.items()
+        if n >= max(_MIN_RUNNING_PAGES, len(pages) / 2) and 0 < len(key) <= _MAX_RUNNING_CHARS
+    }
+    if not running:
+        return pages
+    kept: list[tuple[list[_Line], bool]] = []
+    for lines, from_ocr in pages:
+        edge = {*range(min(_EDGE_LINES, len(lines))), *range(max(0, len(lines) - _EDGE_LINES), len(lines))}
+        body = [line for at, line in enumerate(lines) if at not in edge or _running_key(line) not in running]
+        kept.append((body, from_ocr))
+    return kept
 
 
 # --- outline and headings --------------------------------------------------------------
@@ -124,7 +163,9 @@ def _sections(pages: list[tuple[list[_Line], bool]], outline: dict[int, list[tup
             elif len(block) == 1 and _is_heading(first, body):
                 level = heading_sizes.index(round(first.size)) + 1 if round(first.size) in heading_sizes else 1
             if level:
-                if buffer:
+                # a heading with (almost) nothing under it before the next one goes on with it: a chunk
+                # of "PART II" or "NOTE 10" alone matches a question by its heading path and holds no answer
+                if sum(len(text) for text in buffer) >= _MIN_SECTION_CHARS:
                     sections.append(Section("\n".join(buffer), page=index + 1, section=_path(trail), ocr=from_ocr))
                     buffer = []
                 trail = [(lv, t) for lv, t in trail if lv < level] + [(level, first.text)]
@@ -227,22 +268,36 @@ def _blocks(lines: list[_Line]) -> list[list[_Line]]:
     """Group lines into single lines of prose and runs that form a table.
 
     A table is two or more lines of several cells; one-cell lines between its
-    rows (a row label such as "Current assets") belong to it.
+    rows (a row label such as "Current assets") belong to it. A longer one-cell
+    line right above a row (not a sentence that ends there) is the start of that
+    row's label, wrapped: it joins the row's first cell, so a long label does not
+    end the table.
     """
     blocks: list[list[_Line]] = []
     i = 0
     while i < len(lines):
         if len(lines[i].cells) > 1:
-            j = i
-            last_multi = i
-            while j + 1 < len(lines) and (len(lines[j + 1].cells) > 1 or _short_label(lines[j + 1])):
-                j += 1
-                if len(lines[j].cells) > 1:
-                    last_multi = j
-            rows = lines[i : last_multi + 1]
+            rows = [lines[i]]
+            kept, end = 1, i + 1  # rows up to the last one of several cells, and the line after it
+            j = i + 1
+            while j < len(lines):
+                line = lines[j]
+                if len(line.cells) > 1 or _short_label(line):
+                    rows.append(line)
+                    j += 1
+                elif j + 1 < len(lines) and len(lines[j + 1].cells) > 1 and not line.text.endswith((".", ":")):
+                    # a wrapped label and its row (a sentence ending there introduces another table)
+                    row = lines[j + 1]
+                    rows.append(_Line([f"{line.text} {row.cells[0]}", *row.cells[1:]], row.size, row.bold))
+                    j += 2
+                else:
+                    break
+                if len(rows[-1].cells) > 1:
+                    kept, end = len(rows), j
+            rows = rows[:kept]
             if sum(len(r.cells) > 1 for r in rows) >= 2:
                 blocks.append(rows)
-                i = last_multi + 1
+                i = end
                 continue
         blocks.append([lines[i]])
         i += 1

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ingest import store
 from ingest.config import IngestConfig
 from ingest.errors import FileRejected, IngestError
-from ingest.languages import detect_language
+from ingest.languages import document_languages
 from ingest.loaders import LoadStats, check_file
 from ingest.manifest import FileRecord, Manifest
 from ingest.sources import exists, printable, source_key, walk
@@ -407,8 +407,10 @@ def _write(
     ]
     vectors: Any = embed(embedder.model(), embedded, config.batch_size, progress, on_chunks) if texts else []
     log.debug("step: embedded %d chunks", len(texts))
+    languages = [language for p in group for language in _languages(p)]
     metadatas = [
-        _metadata(p, c, e) for (p, c), e in zip(((p, c) for p in group for c in p.chunks), embedded, strict=True)
+        _metadata(p, c, e, language)
+        for (p, c), e, language in zip(((p, c) for p in group for c in p.chunks), embedded, languages, strict=True)
     ]
     embedder.note_languages(group, metadatas)
     store.upsert(
@@ -562,7 +564,19 @@ def _prefix(p: _Prepared, c: Chunk) -> str:
     return f"{title}\n{c.section}" if c.section else title
 
 
-def _metadata(p: _Prepared, c: Chunk, embedded: str) -> dict[str, Any]:
+def _languages(p: _Prepared) -> list[str]:
+    """The language of each chunk of ``p``, told within its document (the file, or an attachment of it)."""
+    documents: dict[str, list[int]] = {}
+    for at, c in enumerate(p.chunks):
+        documents.setdefault(c.document or "", []).append(at)
+    languages = [""] * len(p.chunks)
+    for ats in documents.values():
+        for at, language in zip(ats, document_languages([p.chunks[at].text for at in ats]), strict=True):
+            languages[at] = language
+    return languages
+
+
+def _metadata(p: _Prepared, c: Chunk, embedded: str, language: str) -> dict[str, Any]:
     # an attachment is a document of its own, named after the file that holds it: mail.eml#report.pdf
     name = f"{p.path.name}#{c.document}" if c.document else p.path.name
     meta: dict[str, Any] = {
@@ -574,7 +588,7 @@ def _metadata(p: _Prepared, c: Chunk, embedded: str) -> dict[str, Any]:
         "start_char": c.start,
         "end_char": c.end,
         "tokens": c.tokens,
-        "language": detect_language(c.text),  # ISO 639-1; "" when the chunk has no letters
+        "language": language,  # ISO 639-1; "" when the chunk has no letters
     }
     if c.page is not None:
         meta["page"] = c.page

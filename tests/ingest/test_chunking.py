@@ -63,12 +63,14 @@ def test_chunk_size_above_model_limit_is_a_config_error(minilm_tokenizer) -> Non
         Chunker(minilm_tokenizer, chunk_tokens=512, overlap=0, max_tokens=254)
 
 
-def test_table_rows_stay_whole_and_later_parts_carry_the_header(minilm_tokenizer) -> None:
+def test_table_rows_stay_whole_and_later_parts_carry_the_caption_and_header(minilm_tokenizer) -> None:
+    caption = "Net sales by business segment\n(Millions)"
     header = "| Segment | Net sales 2022 | Net sales 2021 |\n| --- | --- | --- |"
     rows = [f"| Business unit number {i} of the group | {1000 + i:,} | {900 + i:,} |" for i in range(60)]
     table = "\n".join([header, *rows])
     chunker = Chunker(minilm_tokenizer, chunk_tokens=100, overlap=0, max_tokens=254)
-    extracted, chunks = chunker.split([Section("Results by segment.\n" + table + "\nAll figures in millions.")])
+    text = f"Results by segment.\n{caption}\n{table}\nAll figures in millions."
+    extracted, chunks = chunker.split([Section(text)])
     assert len(chunks) >= 4
     lines = set(rows)
     for chunk in chunks:
@@ -78,9 +80,9 @@ def test_table_rows_stay_whole_and_later_parts_carry_the_header(minilm_tokenizer
     assert chunks[0].header == ""  # the first part holds the header itself
     for chunk in chunks[1:]:
         if chunk.text.startswith("| Business"):
-            assert chunk.header == header
+            assert chunk.header == f"{caption}\n{header}"  # the sentence above the caption is not part of it
             embedded = chunker.embedded_text(chunk, "Annual report\nResults")
-            assert embedded == f"Annual report\nResults\n{header}\n{chunk.text}"
+            assert embedded == f"Annual report\nResults\n{caption}\n{header}\n{chunk.text}"
 
 
 def test_embedded_context_is_cut_never_the_text(minilm_tokenizer) -> None:

@@ -87,6 +87,29 @@ def test_query_terms_cover_every_language() -> None:
     assert set(lexical.query_terms("книги и реки", ["ru", "en"])) >= {"книг", "рек", "книги", "реки"}
 
 
+def test_a_stop_word_of_one_language_is_no_query_term_under_another() -> None:
+    # read as Latin (no stop word list), "the" and "of" would be rare terms that rank the few Latin chunks first
+    assert lexical.query_terms("the effective tax rate of the company", ["en", "la", ""]) == [
+        "effect",
+        "tax",
+        "rate",
+        "compani",
+        "effective",
+        "company",
+    ]
+
+
+def test_chunks_the_detector_is_unsure_of_take_their_documents_language() -> None:
+    from ingest.languages import detect_language, document_languages
+
+    rows = ["| Federal | (612) | (219) | (44) |", "EXHIBIT 23", "ARTICLE 1"]
+    spanish = "Esta oferta de acciones se acoge a las disposiciones de la legislación laboral del país."
+    assert [detect_language(row) for row in rows] != ["en"] * 3  # alone, they are read as other languages
+    more = "Claims are filed with the original receipt at any authorised store within thirty days of the fault."
+    texts = [ENGLISH, *rows, spanish, more, "12 345 67.8"]
+    assert document_languages(texts) == ["en", "en", "en", "en", "es", "en", ""]  # a sure detection stands
+
+
 # --- ingest: languages stored, BM25 per language ----------------------------------------
 
 
@@ -131,6 +154,21 @@ def test_russian_inflected_form_matches_its_stem(mixed: IngestConfig) -> None:
     assert hits and _source_of(mixed, hits[0][0]) == "books.txt"
     hits = _index(mixed).search("длинной рекой", 3)
     assert hits and _source_of(mixed, hits[0][0]) == "volga.txt"
+
+
+def test_a_clearly_english_question_is_also_read_as_english_over_german_chunks(
+    tmp_path: Path, tiny_config: IngestConfig
+) -> None:
+    docs = {
+        "pumpe.txt": "Die Pumpe läuft seit Montag nicht mehr, weil der Filter verstopft ist und gereinigt werden muss.",
+        "garten.txt": "Der Garten wird im Frühling neu angelegt, und die Beete bekommen frische Erde und Blumen.",
+    }
+    ingest([_write(tmp_path / "de", docs)], tiny_config, progress=False)
+    index = _index(tiny_config)
+    assert set(index.languages) == {"de"}
+    # read as German, "pumping" stays "pumping"; read as English it is "pump", like German "Pumpe"
+    hits = index.search("Why is the pumping station stopped?", 3)
+    assert hits and _source_of(tiny_config, hits[0][0]) == "pumpe.txt"
 
 
 def test_query_in_a_script_no_chunk_uses_finds_nothing_lexically(tmp_path: Path, tiny_config: IngestConfig) -> None:

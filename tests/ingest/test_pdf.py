@@ -104,14 +104,26 @@ def test_larger_lines_are_headings(tmp_path: Path) -> None:
     assert {s.section for s in sections} == {"Consolidated Statement of Cash Flows"}
 
 
+PLAN = "The plan covers every site of the group, from the warehouses in the north to the shops in the south."
+PILOT = "Lyon and Porto run the pilot for the first six months and report to the steering group every week."
+
+
+def test_a_heading_with_nothing_under_it_goes_on_with_the_next_section(tmp_path: Path) -> None:
+    page = [(72, 720, 18, "PART II"), (72, 690, 14, "Results of operations"), (72, 660, 10, PLAN)]
+    sections = load_file(text_pdf(tmp_path / "report.pdf", [page]), 64 * MB)
+    assert [(s.text, s.section) for s in sections] == [
+        (f"PART II\nResults of operations\n{PLAN}", "PART II > Results of operations")
+    ]
+
+
 def test_outline_gives_the_heading_path(tmp_path: Path) -> None:
     from pypdf import PdfReader, PdfWriter
 
     plain = text_pdf(
         tmp_path / "plain.pdf",
         [
-            [(72, 700, 11, "Overview"), (72, 680, 11, "The plan covers every site.")],
-            [(72, 700, 11, "Sites"), (72, 680, 11, "Lyon and Porto run the pilot."), (72, 640, 11, "Costs")],
+            [(72, 700, 11, "Overview"), (72, 680, 11, PLAN)],
+            [(72, 700, 11, "Sites"), (72, 680, 11, PILOT), (72, 640, 11, "Costs")],
             [(72, 700, 11, "Each site reports its costs monthly.")],
         ],
     )
@@ -125,11 +137,54 @@ def test_outline_gives_the_heading_path(tmp_path: Path) -> None:
     with open(path, "wb") as f:
         writer.write(f)
     by_text = {s.text.splitlines()[-1]: s for s in load_file(path, 64 * MB)}
-    assert by_text["The plan covers every site."].section == "Overview"
-    assert by_text["Lyon and Porto run the pilot."].section == "Overview > Sites"
+    assert by_text[PLAN].section == "Overview"
+    assert by_text[PILOT].section == "Overview > Sites"
     assert by_text["Costs"].section == "Overview > Sites > Costs"
     assert by_text["Each site reports its costs monthly."].section == "Overview > Sites > Costs"
     assert by_text["Each site reports its costs monthly."].page == 3
+
+
+def test_running_headers_footers_and_page_numbers_are_left_out(tmp_path: Path) -> None:
+    body = WORDS.split(". ")
+    pages = [
+        [
+            (72, 750, 9, "Table of Contents"),
+            (72, 700, 11, f"{body[i % len(body)].rstrip('.')}."),
+            (72, 680, 11, f"Site {'ABCDE'[i]} reports its costs every month."),
+            (300, 40, 9, str(41 + i)),
+        ]
+        for i in range(5)
+    ]
+    text = "\n".join(s.text for s in load_file(text_pdf(tmp_path / "filing.pdf", pages), 64 * MB))
+    assert "Table of Contents" not in text and not re.search(r"^4[1-5]$", text, re.M)
+    assert all(f"Site {x} reports its costs every month." in text for x in "ABCDE")  # the body stays
+    # on fewer pages nothing is taken for page furniture
+    short = "\n".join(s.text for s in load_file(text_pdf(tmp_path / "memo.pdf", pages[:3]), 64 * MB))
+    assert short.count("Table of Contents") == 3
+
+
+def test_a_wrapped_row_label_joins_its_row_and_the_table_goes_on(tmp_path: Path) -> None:
+    rows = [
+        (72, 700, 10, "(Millions)"),
+        (400, 700, 10, "2022"),
+        (480, 700, 10, "2021"),
+        (72, 680, 10, "Cash and due from banks"),
+        (400, 680, 10, "5,510"),
+        (480, 680, 10, "1,292"),
+        (72, 660, 10, "Card Member receivables, including gross receivables available to settle obligations of a"),
+        (72, 648, 10, "consolidated entity, less reserves"),
+        (400, 648, 10, "57,384"),
+        (480, 648, 10, "53,581"),
+        (72, 628, 10, "Customer deposits"),
+        (400, 628, 10, "110,239"),
+        (480, 628, 10, "84,382"),
+    ]
+    text = "\n".join(s.text for s in load_file(text_pdf(tmp_path / "balance.pdf", [rows]), 64 * MB))
+    assert (
+        "| Card Member receivables, including gross receivables available to settle obligations of a "
+        "consolidated entity, less reserves | 57,384 | 53,581 |\n| Customer deposits | 110,239 | 84,382 |"
+    ) in text
+    assert sum(line.startswith("| ---") for line in text.splitlines()) == 1  # one table, one header rule
 
 
 def _words(text: str) -> list[str]:
@@ -229,6 +284,8 @@ def test_ingest_stores_ocr_text_and_reports_the_pages(tiny_config, tmp_path: Pat
     again = ingest([scan, table], plain, progress=False)
     assert again.ocr_pages == 0 and again.count("skipped") == 1
     metas = open_collection(open_client(plain.home_path), "plain", plain.embedding_model, False).get()["metadatas"]
-    # without the prefix only a cut-off table's header row is left to index with its chunk
-    assert metas and all(m.get("context", "| ").startswith("| ") for m in metas)
+    # without the prefix only a cut-off table's caption and header row are left to index with its chunk
+    contexts = [m["context"] for m in metas if "context" in m]
+    caption = "Consolidated Statement of Cash Flows\nYears ended December 31\n| (Millions) | 2022 | 2021 |"
+    assert contexts and all(c.startswith(caption) for c in contexts)
     assert any("context" in m for m in metas) and any("context" not in m for m in metas)
