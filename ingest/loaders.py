@@ -101,7 +101,40 @@ def load_file(
     sections = [s for s in (_clean(s) for s in sections) if s.text]
     if not sections:
         raise FileRejected("no text found (empty, or only images: OCR it first)", failed=False)
-    return sections
+    return _bare_headings_joined(sections)
+
+
+def _bare(section: Section) -> bool:
+    """Whether ``section`` holds nothing but its heading(s): "# Setup", or an underlined reST title."""
+    headings = set(section.section.split(" > ")) if section.section else set()
+    lines = [line.strip().lstrip("#").strip() for line in section.text.splitlines()]
+    return bool(headings) and all(line in headings or not any(c.isalnum() for c in line) for line in lines)
+
+
+def _bare_headings_joined(sections: list[Section]) -> list[Section]:
+    """Sections without a section that is only its heading: such a heading goes on with its first subsection.
+
+    "# Before you start" directly followed by "## Who may install" made a chunk of four
+    tokens that matched questions by its heading path and held no answer. (PDF headings
+    are joined as they are read: :mod:`ingest.pdf`.)
+    """
+    joined: list[Section] = []
+    carried = ""
+    for at, section in enumerate(sections):
+        if carried:
+            section = dataclasses.replace(section, text=f"{carried}\n{section.text}")
+            carried = ""
+        following = sections[at + 1] if at + 1 < len(sections) else None
+        if (
+            following is not None
+            and _bare(section)
+            and following.section.startswith(f"{section.section} > ")
+            and (following.page, following.document, following.ocr) == (section.page, section.document, section.ocr)
+        ):
+            carried = section.text
+            continue
+        joined.append(section)
+    return joined
 
 
 # .doc too: a .doc that is really a zip is read as a .docx (the check passes a file that is no zip)

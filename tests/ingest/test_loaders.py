@@ -41,9 +41,9 @@ def test_pdf_pages_are_numbered_and_headings_become_section_paths() -> None:
     sections = load_file(SAMPLE / "warranty.pdf", 64 * MB)
     pages = [s.page for s in sections]
     assert pages == sorted(pages) and set(pages) == {1, 2, 3}
-    assert [s.section for s in sections if s.text.startswith("2. What")] == ["2. What the warranty does not cover"]
-    # a heading carries over to the top of the next page
-    assert next(s.section for s in sections if s.page == 3) == "2. What the warranty does not cover"
+    assert [s.section for s in sections if s.page == 2] == ["2. What the warranty does not cover"]
+    # the short title atop each page goes on with the section that follows it
+    assert all(s.text.startswith("Solstice HB-10 Home Battery - Limited Warranty\n") for s in sections)
 
 
 def test_pptx_slides_are_pages_with_titles() -> None:
@@ -56,6 +56,22 @@ def test_docx_keeps_headings_and_tables() -> None:
     sections = load_file(SAMPLE / "installation-guide.docx", 64 * MB)
     assert any(s.section for s in sections)
     assert any(" | " in s.text for s in sections)
+    # "# Before you start" has nothing of its own before its first subsection: it goes on with it
+    first = next(s for s in sections if "# Before you start" in s.text)
+    assert first.text.startswith("# Before you start\n## Who may install the HB-10\nOnly Brightwell")
+    assert first.section == "Before you start > Who may install the HB-10"
+
+
+def test_a_bare_heading_joins_its_first_subsection_only(tmp_path: Path) -> None:
+    text = "# Guide\n## Setup\nPlug it in.\n## Use\nPress start.\n# Notes\n# Other\nend"
+    (tmp_path / "guide.md").write_text(text, encoding="utf-8")
+    sections = load_file(tmp_path / "guide.md", 64 * MB)
+    assert [(s.section, s.text) for s in sections] == [
+        ("Guide > Setup", "# Guide\n## Setup\nPlug it in."),
+        ("Guide > Use", "## Use\nPress start."),
+        ("Notes", "# Notes"),  # the next heading is no subsection of it: it stays
+        ("Other", "# Other\nend"),
+    ]
 
 
 def test_html_drops_scripts_and_styles() -> None:
