@@ -399,15 +399,17 @@ def _load_csv(path: Path) -> list[Section]:
         return []
     if not _has_header(rows, text[:8192]):
         return [Section("\n".join(" | ".join(cell.strip() for cell in row) for row in rows))]
+    # Under a header each row is a record of its own, as LangChain's and LlamaIndex's CSV readers
+    # make it: a chunk per row, so a question about one code, product or date finds that row alone.
     header, body = rows[0], rows[1:]
-    lines = []
+    sections = []
     for row in body:
         pairs = [
             f"{h.strip() or f'column {i + 1}'}: {v.strip()}" for i, (h, v) in enumerate(zip(header, row)) if v.strip()
         ]
         pairs += [v.strip() for v in row[len(header) :] if v.strip()]
-        lines.append("; ".join(pairs))
-    return [Section("\n".join(lines))]
+        sections.append(Section("; ".join(pairs)))
+    return sections
 
 
 _NUMBER = re.compile(r"[-+]?[$€£]?\d[\d.,]*\s*%?")

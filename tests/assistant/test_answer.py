@@ -27,9 +27,10 @@ def test_sources_are_packed_by_rank_and_dropped_ones_reported(scripted: Scripted
     assert [h.id for h in packed.dropped] == ["id2"]
     assert packed.messages[0] == {"role": "system", "content": SYSTEM_RAG}
     user = packed.messages[-1]["content"]
-    assert (
-        "[1] (file1.txt, p. 1)" in user and "[2] (file3.txt, p. 3)" in user and user.endswith("Question: What is it?")
-    )
+    assert "[1] (file1.txt, p. 1)" in user and "[2] (file3.txt, p. 3)" in user
+    # numbered by rank, the best shown last: right before the question, where a small model reads most
+    assert user.index("[2] (file3.txt") < user.index("[1] (file1.txt")
+    assert user.endswith(f"[1] (file1.txt, p. 1)\n{hits[0].text}\n\nQuestion: What is it?")
     assert packed.prompt_tokens == scripted.count_tokens(packed.messages) <= 200
     assert empty < packed.prompt_tokens
 
