@@ -196,7 +196,10 @@ class LoopGuard:
                 first_end = self._words[starts[0] + self.ngram - 1][1]
                 second = self._words[starts[1]][0]
                 unit = _sentence_start(self.raw, second)
-                cut = unit if unit >= first_end else second
+                # mid-sentence, the cut falls back to the last clause break after the first occurrence:
+                # "...from the energy meter" rather than "...from the energy meter, which means that"
+                clause = max(self.raw.rfind(mark, first_end, second) for mark in ",;:")
+                cut = unit if unit >= first_end else clause if clause >= first_end else second
                 self._stop("repeated_ngram", cut, self.raw[self._words[starts[0]][0] : first_end])
 
     def _unit(self, start: int, end: int) -> None:

@@ -77,6 +77,12 @@ def test_a_runaway_numbered_list_keeps_its_first_item(scripted: ScriptedModel) -
             "repeated_ngram",
             "A claim needs the receipt and the serial number of the unit.",
         ),
+        (
+            "When the battery shows E115, it gets no data from the energy meter, which means that"
+            + " it gets no data from the energy meter, which means that" * 3,
+            "repeated_ngram",
+            "When the battery shows E115, it gets no data from the energy meter",  # not "..., which means that"
+        ),
         ("电池容量为十千瓦时。" * 6, "repeated_sentence", "电池容量为十千瓦时。"),
         ("- Fan\n- Fan\n- Fan\n- Fan\n- Fan\n- Fan", "runaway_list", "- Fan"),
     ],
