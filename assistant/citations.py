@@ -14,9 +14,9 @@ and every number in it is in the source too. Then:
 
 Words are not enough where one says "not": "The battery can charge in freezing
 weather" shares every content word with "the battery cannot charge in freezing
-weather without its heater". So the clause of a passage that shares most words
-with a claim must agree with it on negation (both negated or neither) for the
-passage to support the claim.
+weather without its heater". So each clause of a claim must agree on negation
+(both negated or neither) with the clause of the passage that shares most of its
+words for the passage to support the claim.
 
 Sentences end at ``. ! ?`` followed by a space and a capital (abbreviations,
 initials and decimals do not end one), at the CJK full stop, exclamation and question
@@ -260,12 +260,12 @@ def check_citations(
         units = {pair for pair in _units(claim_text) if pair[0] in numbers}
         claim = bool(terms) and not _NO_CLAIM.search(claim_text) and not claim_text.rstrip().endswith(("?", "？"))
         scores: dict[int, float] = {}
-        negated = _negated(claim_text)
+        claim_clauses = [(words & terms, negated) for words, negated in _clauses(claim_text)]
         for n, passages in source_terms.items():
             fitting = [
                 held
                 for held, pairs, sentences in passages
-                if numbers <= held and units <= pairs and _agrees(terms, negated, sentences)
+                if numbers <= held and units <= pairs and _agrees(claim_clauses, sentences)
             ]
             if not fitting:
                 continue  # no passage of the source has the sentence's numbers: it cannot support it
@@ -328,12 +328,16 @@ def _negated(text: str) -> bool:
     )
 
 
-def _agrees(terms: set[str], negated: bool, clauses: list[tuple[set[str], bool]]) -> bool:
-    """Whether a clause of a passage that shares most of ``terms`` is negated exactly when the claim is."""
-    if not terms:
-        return True
-    most = max(len(terms & words) for words, _ in clauses)
-    return any(len(terms & words) == most and is_negated == negated for words, is_negated in clauses)
+def _agrees(claim: list[tuple[set[str], bool]], clauses: list[tuple[set[str], bool]]) -> bool:
+    """Whether each clause of a claim meets a passage clause that shares most of its words and is negated
+    exactly when it is ("outside the range, or in a place that does not meet the clearances" is two)."""
+    for terms, negated in claim:
+        if not terms:
+            continue
+        most = max(len(terms & words) for words, _ in clauses)
+        if not any(len(terms & words) == most and is_negated == negated for words, is_negated in clauses):
+            return False
+    return True
 
 
 def _units(text: str) -> set[tuple[str, str]]:

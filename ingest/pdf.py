@@ -33,6 +33,8 @@ _EDGE_LINES = 2  # running headers and footers are looked for among a page's fir
 _MIN_RUNNING_PAGES = 4  # and must recur on at least this many pages (and half of them)
 _MAX_RUNNING_CHARS = 80
 _DIGITS = re.compile(r"\d+")
+_SOFT_HYPHENS = {"\x02", "\ufffe", "\xad"}
+_LIST_ITEM = re.compile(r"([-–•*▪●◦]|\(?[0-9]{1,3}[.)]|\(?[a-zA-Z][.)]|\([ivx]+\))\s")
 _MIN_SECTION_CHARS = 100  # less text than this under a heading joins the section that follows on the page
 
 
@@ -154,6 +156,7 @@ def _sections(pages: list[tuple[list[_Line], bool]], outline: dict[int, list[tup
     for index, (lines, from_ocr) in enumerate(pages):
         pending = list(outline.get(index, []))
         buffer: list[str] = []
+        prose: _Line | None = None  # the buffer's last line, when it is prose that may go on
         for block in _blocks(lines):
             first = block[0]
             level = 0
@@ -169,12 +172,28 @@ def _sections(pages: list[tuple[list[_Line], bool]], outline: dict[int, list[tup
                     sections.append(Section("\n".join(buffer), page=index + 1, section=_path(trail), ocr=from_ocr))
                     buffer = []
                 trail = [(lv, t) for lv, t in trail if lv < level] + [(level, first.text)]
-            buffer.append(_render(block))
+            line = first if not level and len(block) == 1 and len(first.cells) == 1 else None
+            if line is not None and prose is not None and _goes_on(prose, line):
+                buffer[-1] += ("" if buffer[-1].endswith("-") else " ") + line.text  # a line wrapped in print
+            else:
+                buffer.append(_render(block))
+            prose = line
         # entries whose title is not found as a line start at the top of the next text
         for level, title in pending:
             trail = [(lv, t) for lv, t in trail if lv < level] + [(level, title)]
         sections.append(Section("\n".join(buffer), page=index + 1, section=_path(trail), ocr=from_ocr))
     return sections
+
+
+def _goes_on(previous: _Line, line: _Line) -> bool:
+    """Whether ``line`` continues the sentence that ``previous`` broke off at the end of a printed line.
+
+    The same type (size and weight), no sentence end before it and no list item or
+    bullet starting it: "... by anyone who is not a Brightwell Certified" / "Installer."
+    """
+    if (previous.size, previous.bold) != (line.size, line.bold) or previous.text.endswith((".", "!", "?", ":", ";")):
+        return False
+    return not _LIST_ITEM.match(line.text)
 
 
 def _is_heading(line: _Line, body: float) -> bool:
@@ -217,6 +236,7 @@ def _page_lines(page: Any, stats: LoadStats) -> list[_Line]:
         for i in range(count):
             code = raw.FPDFText_GetUnicode(textpage.raw, i)
             char = chr(code) if 0 < code < 0x110000 else ""
+            char = "-" if char in _SOFT_HYPHENS else char  # PDFium's mark for a hyphen that ends a printed line
             if char in ("\r", "\n"):
                 if char == "\n":
                     _end_line(lines, cells, word, sizes, bold)

@@ -163,3 +163,12 @@ def test_a_claim_that_drops_or_adds_a_not_is_not_supported_by_its_words() -> Non
     # a negated clause says nothing of the next one
     table = "E107 Grid frequency out of range. No action needed; the battery reconnects automatically."
     assert check_citations("The battery reconnects automatically.", [(1, table)]).cited == [1]
+    # each clause of a claim is weighed on its own: a copied item with one negated clause is supported
+    terms = (
+        "The warranty does not cover:\n- Operation outside the permitted range of -10 to 45 °C, or in a place "
+        "that does not meet the clearances in the installation guide.\n- Flooding or fire."
+    )
+    item = "Operation outside the permitted range of -10 to 45 °C, or in a place that does not meet the clearances."
+    assert check_citations(item, [(1, terms)]).cited == [1]
+    flipped_item = "Operation outside the permitted range of -10 to 45 °C, or in a place that meets the clearances."
+    assert check_citations(flipped_item, [(1, terms)]).unsupported

@@ -163,6 +163,26 @@ def test_running_headers_footers_and_page_numbers_are_left_out(tmp_path: Path) -
     assert short.count("Table of Contents") == 3
 
 
+def test_lines_wrapped_in_print_are_joined_and_list_items_kept_apart(tmp_path: Path) -> None:
+    page = [
+        (72, 700, 11, "The warranty does not cover damage caused by any of the following:"),
+        (72, 685, 11, "- Installation or repair by anyone who is not a Brightwell Certified"),
+        (72, 670, 11, "Installer."),
+        (72, 655, 11, "- Flooding, fire or lightning, and moving the battery after install-"),
+        (72, 640, 11, "ation without an installer."),
+        (72, 620, 11, "Claims are made in the app."),
+        (72, 605, 11, "Each claim gets a reference number."),
+    ]
+    text = "\n".join(s.text for s in load_file(text_pdf(tmp_path / "terms.pdf", [page]), 64 * MB))
+    assert text == (
+        "The warranty does not cover damage caused by any of the following:\n"
+        "- Installation or repair by anyone who is not a Brightwell Certified Installer.\n"
+        "- Flooding, fire or lightning, and moving the battery after install-ation without an installer.\n"
+        "Claims are made in the app.\n"
+        "Each claim gets a reference number."
+    )
+
+
 def test_a_wrapped_row_label_joins_its_row_and_the_table_goes_on(tmp_path: Path) -> None:
     rows = [
         (72, 700, 10, "(Millions)"),
