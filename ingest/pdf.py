@@ -33,7 +33,7 @@ _EDGE_LINES = 2  # running headers and footers are looked for among a page's fir
 _MIN_RUNNING_PAGES = 4  # and must recur on at least this many pages (and half of them)
 _MAX_RUNNING_CHARS = 80
 _DIGITS = re.compile(r"\d+")
-_SOFT_HYPHENS = {"\x02", "\ufffe", "\xad"}
+_SOFT_HYPHENS = {"\x02", "\ufffe"}  # how PDFium marks a hyphen that ends a printed line
 _LIST_ITEM = re.compile(r"([-–•*▪●◦]|\(?[0-9]{1,3}[.)]|\(?[a-zA-Z][.)]|\([ivx]+\))\s")
 _MIN_SECTION_CHARS = 100  # less text than this under a heading joins the section that follows on the page
 
@@ -236,7 +236,7 @@ def _page_lines(page: Any, stats: LoadStats) -> list[_Line]:
         for i in range(count):
             code = raw.FPDFText_GetUnicode(textpage.raw, i)
             char = chr(code) if 0 < code < 0x110000 else ""
-            char = "-" if char in _SOFT_HYPHENS else char  # PDFium's mark for a hyphen that ends a printed line
+            char = "-" if char in _SOFT_HYPHENS else char
             if char in ("\r", "\n"):
                 if char == "\n":
                     _end_line(lines, cells, word, sizes, bold)
