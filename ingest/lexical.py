@@ -107,15 +107,16 @@ def _stemmer(language: str) -> Any:
         return None
 
 
-def analyze(text: str, language: str, also_stop: frozenset[str] = frozenset()) -> list[str]:
+def analyze(text: str, language: str, stop: frozenset[str] | None = None) -> list[str]:
     """The BM25 terms of ``text`` read as ``language`` (ISO 639-1; ``""``: no stemming or stop words).
 
     Args:
         text: A chunk or a query.
-        language: The language whose stop words and stemmer apply to its words.
-        also_stop: More words to leave out (a query's: the stop words of every language it is read in).
+        language: The language whose stemmer (and, unless ``stop`` is given, stop words) apply to its words.
+        stop: The words to leave out instead of the language's own (a query's: the stop words of
+            every language it is read in).
     """
-    stop = stopwords(language) | also_stop
+    stop = stopwords(language) if stop is None else stop
     words: list[str] = []
     terms: list[str] = []
     for cjk, word in _TERMS.findall(text.lower()):
@@ -154,12 +155,18 @@ def query_terms(query: str, languages: Iterable[str]) -> list[str]:
     whose list lacks it, an English "the" or "of" would become a term that only the few
     chunks of that language hold, and rank them first.
     """
-    languages = list(languages) or [""]
-    stop = frozenset().union(*(stopwords(language) for language in languages))
+    languages = tuple(languages) or ("",)
+    stop = _stopwords_of_all(languages)
     seen: dict[str, None] = {}
     for language in languages:
         seen.update(dict.fromkeys(analyze(query, language, stop)))
     return list(seen)
+
+
+@cache
+def _stopwords_of_all(languages: tuple[str, ...]) -> frozenset[str]:
+    """The stop words of every one of ``languages``: made once per collection's languages, not per query."""
+    return frozenset().union(*(stopwords(language) for language in languages))
 
 
 @dataclass
