@@ -332,8 +332,8 @@ def _agrees(claim: list[tuple[set[str], bool]], clauses: list[tuple[set[str], bo
     """Whether each clause of a claim meets a passage clause that shares most of its words and is negated
     exactly when it is ("outside the range, or in a place that does not meet the clearances" is two)."""
     for terms, negated in claim:
-        if not terms:
-            continue
+        if not terms or (len(terms) < 2 and not negated):
+            continue  # a bare answer ("20%", "Russia") states no predicate that a "no" nearby could deny
         most = max(len(terms & words) for words, _ in clauses)
         if not any(len(terms & words) == most and is_negated == negated for words, is_negated in clauses):
             return False

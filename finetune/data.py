@@ -377,7 +377,16 @@ def build_dataset(
                 raise
     if config.synthetic == "llm" and formats.generate is None:
         raise FinetuneError("synthetic=llm needs a generator model: use synthetic=extractive")
-    for chunk in tqdm(chunks, desc="questions", unit="chunk", disable=not progress or None):
+    # A chunk the user's own examples ask about is asked about in their words: no synthetic questions from it,
+    # and those questions become document-search tasks for the agent, answered from that chunk.
+    searched = [qa for row in grounded if (qa := _in_collection(row["grounded"], chunks)) is not None]
+    examined = {qa.chunk_id for qa in searched}
+    for chunk in tqdm(
+        [c for c in chunks if c.id not in examined],
+        desc="questions",
+        unit="chunk",
+        disable=not progress or None,
+    ):
         if config.synthetic == "extractive":
             qas += extractive_questions(chunk, config.questions_per_chunk, config.seed)
         elif config.synthetic == "llm" and formats.generate is not None:
@@ -435,7 +444,7 @@ def build_dataset(
                 }
             )
     if config.tool_examples and formats.demonstrate is not None and formats.tools:
-        tasks = tool_tasks(qas, set(formats.tools), config.tool_examples, config.seed)
+        tasks = tool_tasks([*qas, *searched], set(formats.tools), config.tool_examples, config.seed)
         for task in tqdm(tasks, desc="tool examples", unit="task", disable=not progress or None):
             shown_example = formats.demonstrate(task)
             if shown_example is not None:
@@ -504,6 +513,20 @@ def build_dataset(
     }
     write_splits(splits, out, report)
     return report
+
+
+def _in_collection(row: dict[str, str], chunks: list[Any]) -> Any:
+    """A grounded row as a question about the collection: the chunk of its document that holds its answer
+    and shares most words with its passage, or None when its document was not ingested."""
+    from finetune.synth import QA
+
+    name = Path(row["source"]).name
+    passage = set(row["context"].lower().split())
+    holding = [c for c in chunks if Path(c.source).name == name and row["answer"].lower() in c.text.lower()]
+    if not holding:
+        return None
+    best = max(holding, key=lambda c: len(passage & set(c.text.lower().split())))
+    return QA(row["question"], row["answer"], row["answer"], best.id, best.source)
 
 
 def _template_counter(model: str, home: Path) -> Callable[..., int]:

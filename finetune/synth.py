@@ -310,10 +310,17 @@ class Neighbours:
         return [self.chunks[i] for i in same[:count]]
 
 
+RANKED_SHARE = 0.7  # context examples shown in ranked order; about retrieval's recall@1 on SQuAD chunks
+
+
 def context_chunks(qa: QA, neighbours: Neighbours, count: int, golden: bool, rng: random.Random) -> list[Chunk]:
     """The chunks a context example shows: ``count`` distractors (similar ones first) plus, if ``golden``, the source.
 
     A distractor never contains the answer, so "only distractors" really lacks it.
+    Mostly (``RANKED_SHARE``) they come in the order retrieval would rank them,
+    most words shared with the question first, so the prompt places them as it
+    does for a real question (the best source last, next to the question); the
+    rest are shuffled, so the right source is also learnt where retrieval ranks it lower.
     """
     chunks = neighbours.chunks
     gold = chunks[neighbours.index[qa.chunk_id]]
@@ -327,8 +334,16 @@ def context_chunks(qa: QA, neighbours: Neighbours, count: int, golden: bool, rng
         if other.id != gold.id and other not in picked and answer not in other.text.lower():
             picked.append(other)
     shown = picked[:count] + ([gold] if golden else [])
-    rng.shuffle(shown)
+    rng.shuffle(shown)  # ties keep a random order
+    if rng.random() < RANKED_SHARE:
+        words = _words(qa.question)
+        shown.sort(key=lambda c: -len(words & _words(c.text)))
     return shown
+
+
+def _words(text: str) -> set[str]:
+    """Lower-cased words of three letters or more: the overlap :func:`context_chunks` ranks by."""
+    return {w for w in re.findall(r"\w{3,}", text.lower())}
 
 
 # tool tasks -------------------------------------------------------------------------------

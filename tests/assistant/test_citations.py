@@ -172,3 +172,11 @@ def test_a_claim_that_drops_or_adds_a_not_is_not_supported_by_its_words() -> Non
     assert check_citations(item, [(1, terms)]).cited == [1]
     flipped_item = "Operation outside the permitted range of -10 to 45 °C, or in a place that meets the clearances."
     assert check_citations(flipped_item, [(1, terms)]).unsupported
+
+
+def test_a_bare_answer_is_supported_by_a_sentence_that_says_no_elsewhere() -> None:
+    source = "The association reported that in February 1974, 20% of gasoline stations had no fuel."
+    assert check_citations("20% [1]", [(1, source)]).cited == [1]
+    assert check_citations("February 1974", [(1, source)]).cited == [1]
+    # a negated bare answer still has to agree with its passage
+    assert check_citations("Not 20%.", [(1, "In 1974, 20% of the stations were closed.")]).unsupported

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,9 @@ def test_context_examples_show_distractors_that_lack_the_answer() -> None:
     with_gold = context_chunks(qa, neighbours, 3, True, random.Random(0))
     without = context_chunks(qa, neighbours, 3, False, random.Random(0))
     assert len(with_gold) == 4 and "c0" in [c.id for c in with_gold]
+    # mostly ranked as retrieval would (most words shared with the question first), sometimes shuffled
+    first = [context_chunks(qa, neighbours, 3, True, random.Random(seed))[0].id == "c0" for seed in range(100)]
+    assert 60 <= sum(first) < 100
     assert len(without) == 3 and all("10 kWh" not in c.text for c in without)
 
 
@@ -244,3 +248,50 @@ def test_grounded_rows_show_their_passage_among_distractors_and_cite_it(tiny_lm:
         if example["qa"]["source"] == "manual.txt":  # a distractor from the same document, one from anywhere
             assert prompt.count("(manual.txt") >= (2 if example["kind"] == "context" else 1)
             assert prompt.count("Section ") + prompt.count("It was safe") == 3 - (example["kind"] == "abstain")
+
+
+def test_grounded_rows_about_ingested_chunks_become_search_tasks_and_no_synthetic_questions(
+    bundled_embedder: str, tiny_lm: str, tmp_path: Path
+) -> None:
+    from assistant.config import AssistantConfig
+    from assistant.retrieval import Retriever
+    from assistant.settings import Settings
+    from assistant.tools import build_registry
+    from assistant.training import training_formats
+    from finetune.config import FinetuneConfig
+    from finetune.data import build_dataset
+    from finetune.synth import load_chunks
+    from ingest import IngestConfig, ingest
+
+    ingest_config = IngestConfig(home=str(tmp_path / "home"), embedding_model=bundled_embedder)
+    ingest([SAMPLE], ingest_config, progress=False)
+    config = AssistantConfig(model=tiny_lm)
+    asked = {
+        "question": "What is the name of error E116?",
+        "answer": "Current clamp reversed",
+        "context": "code: E116; name: Current clamp reversed",
+        "source": "error-codes.csv",
+    }
+    elsewhere = {"question": "Who wrote it?", "answer": "Ada", "context": "Ada wrote it.", "source": "other.txt"}
+    file = tmp_path / "rows.jsonl"
+    file.write_text(json.dumps(asked) + "\n" + json.dumps(elsewhere) + "\n")
+    registry = build_registry(ingest_config, lambda: Retriever.from_config(ingest_config, config), ())
+    formats = training_formats(Settings(ingest=ingest_config, assistant=config), registry)
+    tune = FinetuneConfig(examples=(str(file),), tool_examples=40, max_tokens=4000, val_share=0.0, test_share=0.0)
+
+    def build(**settings: Any) -> list[dict[str, Any]]:
+        out = tmp_path / "ds"
+        build_dataset(dataclasses.replace(tune, **settings), ingest_config, config.model, formats, out)
+        return [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+
+    examples = build(synthetic="none")  # the search tasks' questions are the rows' only
+
+    searches = [e for e in examples if e["kind"] == "tool:documents"]
+    mine = [e for e in searches if e["question"] == asked["question"]]
+    assert len(mine) == 1 and not [e for e in searches if e["question"] == elsewhere["question"]]
+    reply, result = mine[0]["messages"][-1]["content"], mine[0]["messages"][-2]["content"]
+    assert reply.startswith("Current clamp reversed [") and "Current clamp reversed" in result
+    chunk = next(c for c in load_chunks(ingest_config, embeddings=False) if "Current clamp reversed" in c.text)
+    assert mine[0]["chunk_ids"] == [chunk.id]
+    synthetic = [e for e in build(tool_examples=0) if e["origin"].startswith("synthetic:context")]
+    assert synthetic and all(e["qa"]["chunk_id"] != chunk.id for e in synthetic)  # asked in the user's words only
