@@ -379,7 +379,10 @@ def build_dataset(
         raise FinetuneError("synthetic=llm needs a generator model: use synthetic=extractive")
     # A chunk the user's own examples ask about is asked about in their words: no synthetic questions from it,
     # and those questions become document-search tasks for the agent, answered from that chunk.
-    searched = [qa for row in grounded if (qa := _in_collection(row["grounded"], chunks)) is not None]
+    by_document: dict[str, list[Any]] = {}
+    for chunk in chunks:
+        by_document.setdefault(Path(chunk.source).name, []).append(chunk)
+    searched = [qa for row in grounded if (qa := _in_collection(row["grounded"], by_document)) is not None]
     examined = {qa.chunk_id for qa in searched}
     for chunk in tqdm(
         [c for c in chunks if c.id not in examined],
@@ -515,14 +518,14 @@ def build_dataset(
     return report
 
 
-def _in_collection(row: dict[str, str], chunks: list[Any]) -> Any:
-    """A grounded row as a question about the collection: the chunk of its document that holds its answer
-    and shares most words with its passage, or None when its document was not ingested."""
+def _in_collection(row: dict[str, str], by_document: dict[str, list[Any]]) -> Any:
+    """A grounded row as a question about the collection: the chunk of its document (chunks by file name)
+    that holds its answer and shares most words with its passage, or None when its document was not ingested."""
     from finetune.synth import QA
 
-    name = Path(row["source"]).name
     passage = set(row["context"].lower().split())
-    holding = [c for c in chunks if Path(c.source).name == name and row["answer"].lower() in c.text.lower()]
+    answer = row["answer"].lower()
+    holding = [c for c in by_document.get(Path(row["source"]).name, []) if answer in c.text.lower()]
     if not holding:
         return None
     best = max(holding, key=lambda c: len(passage & set(c.text.lower().split())))

@@ -8,10 +8,9 @@ otherwise the CPU (bf16 autocast where the CPU has it).
 1. Grounded examples (question, short answer, the passage that holds it) from the
    SQuAD articles not held out and from the first PubMedQA questions by PMID; the
    held-out articles and questions are written as evaluation files next to them.
-2. ``ragtune ingest`` of the sample corpus and of the SQuAD rows' paragraphs (one
-   file per article) into a build data home: synthetic questions come from the
-   sample corpus, and the SQuAD questions also become document-search tool
-   transcripts answered from their chunk.
+2. ``ragtune ingest`` of the sample corpus into a build data home (synthetic
+   questions and tool transcripts are made from it); with ``--articles`` the SQuAD
+   rows' paragraphs too, so their questions also become document-search transcripts.
 3. ``ragtune dataset build --examples rows.jsonl``: RAFT context examples (the
    passage among distractors, the answer cites it), abstentions ("The documents
    do not say.") when only distractors are shown, and tool transcripts from the
@@ -49,12 +48,12 @@ TRAINING = {  # the dataset build and training settings; recorded in adapter.jso
     "distractors": 3,
     "golden_share": 0.75,
     "tool_examples": 200,
-    "max_tokens": 1536,
+    "max_tokens": 1024,
     "val_share": 0.05,
     "test_share": 0.05,
     "lora_r": 16,
     "lora_alpha": 32,
-    "epochs": 1.0,
+    "epochs": 1.25,
     "learning_rate": 4e-4,
     "batch_size": 8,
     "batch_tokens": 2048,
@@ -151,6 +150,12 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=100, help="PubMedQA questions kept for evaluation")
     parser.add_argument("--seed", type=int, default=0, help="seed of the row choice, the build and the training")
     parser.add_argument("--steps", type=int, default=0, help="optimizer steps (0: as many as the epochs setting gives)")
+    parser.add_argument(
+        "--articles",
+        action="store_true",
+        help="also ingest the SQuAD rows' paragraphs, so their questions become document-search transcripts "
+        "(searches more, but also calls tools for chat; not the shipped recipe)",
+    )
     parser.add_argument("--dataset-only", action="store_true", help="stop after building the dataset (to read it)")
     args = parser.parse_args()
 
@@ -169,15 +174,17 @@ def main() -> None:
     print(f"{len(squad)} SQuAD and {len(pubmed)} PubMedQA rows; held out: {', '.join(HELD_OUT)}, {args.held_out} PMIDs")
 
     settings = [f"--set=finetune.{k}={v}" for k, v in {**TRAINING, "seed": args.seed, "steps": args.steps}.items()]
-    # the passages of the grounded rows are documents too: their questions become document-search tasks
-    articles = home / "articles"
-    articles.mkdir()
-    by_source: dict[str, list[str]] = {}
-    for row in squad:
-        by_source.setdefault(row["source"], []).append(row["context"])
-    for source, paragraphs in by_source.items():
-        (articles / source).write_text("\n\n".join(paragraphs) + "\n")
-    ragtune(home, "ingest", str(ROOT / "ingest" / "sample"), str(articles))
+    documents = [str(ROOT / "ingest" / "sample")]
+    if args.articles:  # the rows' passages are documents too: their questions become document-search tasks
+        articles = home / "articles"
+        articles.mkdir()
+        by_source: dict[str, list[str]] = {}
+        for row in squad:
+            by_source.setdefault(row["source"], []).append(row["context"])
+        for source, paragraphs in by_source.items():
+            (articles / source).write_text("\n\n".join(paragraphs) + "\n")
+        documents.append(str(articles))
+    ragtune(home, "ingest", *documents)
     ragtune(home, "dataset", "build", "--examples", str(rows), "--no-feedback", *settings)
     if args.dataset_only:
         print(f"dataset in {home / 'datasets' / 'default'}; no adapter trained")
