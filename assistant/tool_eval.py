@@ -246,8 +246,9 @@ def evaluate_tools(
     limit: int | None = None,
     answer_tokens: int = 128,
     embedder: Callable[[str, str], Any] | None = None,
+    others: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Score the base model, and the adapter when given, on a tool-call eval set.
+    """Score the base model, and the adapters when given, on a tool-call eval set.
 
     The shipped set asks about the sample corpus, which is ingested into its own
     collection; ``docs`` does the same for another set.
@@ -262,6 +263,7 @@ def evaluate_tools(
         limit: Only the first N prompts.
         answer_tokens: Tokens per reply.
         embedder: Loads an embedder by (name, device); None loads a fresh one.
+        others: More adapter folders to score, by label (e.g. two adapters trained differently).
     """
     cases = load_tool_cases(data, limit)
     shipped = Path(data).resolve() == SHIPPED.resolve()
@@ -280,7 +282,7 @@ def evaluate_tools(
         "model": config.model,
         "variants": {},
     }
-    for label, chosen in [("base", ""), *([("adapter", adapter)] if adapter else [])]:
+    for label, chosen in [("base", ""), *(others or {}).items(), *([("adapter", adapter)] if adapter else [])]:
         result["variants"][label] = {
             "adapter": chosen,
             **score_cases(

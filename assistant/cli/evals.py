@@ -134,4 +134,15 @@ def cmd_eval_tools(args: argparse.Namespace) -> int:
     print(f"{'variant':<9}" + "".join(f"{m.replace('_rate', '').replace('_', '-')[:10]:>11}" for m in metrics))
     for label, row in result["variants"].items():
         print(f"{label:<9}" + "".join(" " + cell(row[m]) for m in metrics) + f"   ({row['seconds']} s)")
+    print("right tool / answer correct, by category:")
+    for label, row in result["variants"].items():
+        parts = [
+            f"{category} {_short(group['right_tool_rate'])}/{_short(group['answer_correct'])}"
+            for category, group in row["by_category"].items()
+        ]
+        print(f"{label:<9} " + ", ".join(parts))
     return 0
+
+
+def _short(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}%"

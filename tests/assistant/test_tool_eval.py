@@ -138,7 +138,10 @@ def test_eval_tools_and_ask_agent_end_to_end(tiny_lm: str, tiny_embedder: str, t
     )
     assert done.returncode == 0, done.stderr
     assert "tools.jsonl: 4 prompts" in done.stdout and "valid-call" in done.stdout
-    assert [line.split()[0] for line in done.stdout.splitlines()[2:]] == ["base", "adapter"]
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines[2:4]] == ["base", "adapter"]
+    assert lines[4] == "right tool / answer correct, by category:"
+    assert [line.split()[0] for line in lines[5:]] == ["base", "adapter"] and "arithmetic " in lines[5]
     result = json.loads(out.read_text())
     assert list(result["variants"]) == ["base", "adapter"] and result["variants"]["adapter"]["adapter"] == str(adapter)
     for variant in result["variants"].values():

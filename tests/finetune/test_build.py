@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from assistant.tool_eval import SHIPPED
 from finetune.synth import QA, Chunk, Neighbours, context_chunks, extractive_questions, tool_tasks
 from tests.conftest import SAMPLE, run_ragtune
 
@@ -63,6 +64,22 @@ def test_tool_tasks_cover_every_tool_reproducibly() -> None:
     search = next(t for t in tasks if t.kind == "documents")
     assert search.calls[0][0] == "search_documents" and search.cite_chunk == "c1" and "{cite}" in search.answer
     assert {t.kind for t in tool_tasks(qa, {"calculator"}, 20)} == {"arithmetic", "no_tool"}
+
+
+def test_no_tool_prompts_are_many_varied_and_unseen_by_the_tool_eval() -> None:
+    # as many chats that need no tool as document searches, so an adapter does not call a tool for "Hello!"
+    qas = [QA(f"Where is part {n}?", f"shelf {n}", f"shelf {n}", f"c{n}", "parts.txt") for n in range(300)]
+    tools = {"calculator", "current_datetime", "search_documents", "list_documents"}
+    tasks = tool_tasks(qas, tools, 300, seed=0)
+    chats = [t for t in tasks if t.kind == "no_tool"]
+    searches = [t for t in tasks if t.kind == "documents"]
+    assert len(tasks) == 300 and len(chats) >= 0.3 * 300 and len(chats) >= 0.9 * len(searches)
+    assert all(not t.calls and "{" not in t.answer for t in chats)
+    evaluated = {json.loads(line)["prompt"] for line in SHIPPED.read_text().splitlines() if line.strip()}
+    assert not evaluated & {t.question for t in tool_tasks(qas, tools, 3000, seed=1) if t.kind in ("no_tool", "list")}
+    backwards = next(t for t in tool_tasks(qas, tools, 3000, seed=1) if "backwards" in t.answer)
+    word = backwards.answer.split("'")[1]
+    assert f"'{word[::-1]}'" in backwards.answer
 
 
 @pytest.fixture
